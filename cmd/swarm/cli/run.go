@@ -1,0 +1,284 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/storage"
+)
+
+// RunOptions are the flags of `swarm run`.
+type RunOptions struct {
+	IO    IO
+	File  string
+	Local bool
+	JSON  bool
+	Quiet bool
+	// Target replaces the file's target URL (same test, another system).
+	Target string
+}
+
+// NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
+func NewCmdRun(ios IO, runF func(context.Context, *RunOptions) error) *cobra.Command {
+	opts := &RunOptions{IO: ios}
+	cmd := &cobra.Command{
+		Use:   "run [flags] TEST.yaml",
+		Short: "Run a load test and print its merged report",
+		Long: `Run a load test described in a YAML (or JSON) file.
+
+Arrivals follow the file's load profile whatever the target's responses do
+(an open model): latency counts from each arrival's scheduled time, so a
+stalled target shows in the percentiles instead of slowing the test down.
+
+While the test runs, a line per second goes to stderr: elapsed time, target
+and achieved arrival rate, p50/p95/p99 latency of that second, errors and
+dropped arrivals. The report (a table per step, then the thresholds) goes to
+stdout; --json prints it as JSON for scripts.
+
+Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
+(a bad file, an unreachable node, an interrupted run).`,
+		Example: `  # run on this host alone
+  swarm run --local examples/constant.yaml
+
+  # the report as JSON, for CI
+  swarm run --local --json examples/flow.yaml > report.json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Local, "local", false, "run on this host alone, without a fleet")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the report as JSON on stdout")
+	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "no live progress lines")
+	cmd.Flags().StringVar(&opts.Target, "target", "", "replace the file's target base URL")
+	return cmd
+}
+
+func runRun(ctx context.Context, opts *RunOptions) error {
+	sc, err := loadScenario(opts.File, opts.Target)
+	if err != nil {
+		return err
+	}
+	if !opts.Local {
+		return errors.New("submitting to a fleet is not available in this version yet: run with --local to test from this host")
+	}
+	return runLocal(ctx, opts, sc)
+}
+
+func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !opts.Quiet {
+		fmt.Fprintf(opts.IO.ErrOut, "running %q against %s: %s, %s arrivals, peak %s/s, max %d in flight\n",
+			sc.Name, sc.Target, sc.Profile.Duration(), sc.Arrivals, fmtRate(peakRate(sc.Profile)), sc.MaxInFlight)
+	}
+	live := &liveView{sc: sc, w: opts.IO.ErrOut, quiet: opts.Quiet, cancel: cancel}
+	res, err := scenarios.Run(ctx, scenarios.RunConfig{Scenario: sc, OnSecond: live.second})
+	if err != nil {
+		return err
+	}
+	rep := scenarios.BuildReport(sc, res.Series)
+	if a := live.abortedBy(); a != nil {
+		rep.Aborted = a.Expr
+		rep.Status = scenarios.StatusFailed
+	} else if res.Canceled {
+		rep.Interrupted = true
+	}
+	if err := printReport(opts.IO.Out, opts.JSON, sc, rep); err != nil {
+		return err
+	}
+	switch {
+	case rep.Interrupted:
+		return errors.New("interrupted before the end of the test")
+	case rep.Status != scenarios.StatusPassed:
+		return ErrThresholds
+	}
+	return nil
+}
+
+func peakRate(p scenarios.Profile) float64 {
+	var m float64
+	for _, s := range p.Segments() {
+		m = max(m, s.From, s.To)
+	}
+	return m
+}
+
+// liveView prints a progress line per second and checks abort thresholds
+// on the running totals.
+type liveView struct {
+	sc     *scenarios.Scenario
+	w      io.Writer
+	quiet  bool
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	total   *storage.Series // kept only when an abort threshold needs it
+	errs    int64
+	dropped int64
+	aborted *scenarios.ThresholdResult
+}
+
+func (v *liveView) second(s *storage.Second) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	sum := storage.SummarizeSecond(s)
+	v.errs += sum.Errors
+	v.dropped += sum.Dropped
+	if !v.quiet {
+		fmt.Fprintf(v.w, "%5s  target %7s/s  achieved %7s/s  p50 %8s  p95 %8s  p99 %8s  errors %d  dropped %d\n",
+			time.Duration(s.T+1)*time.Second, fmtRate(sum.Rate.Target), fmtRate(sum.Rate.Achieved),
+			fmtMs(sum.Latency.P50), fmtMs(sum.Latency.P95), fmtMs(sum.Latency.P99), v.errs, v.dropped)
+	}
+	if v.aborted != nil || !hasAbort(v.sc) {
+		return
+	}
+	if v.total == nil {
+		v.total = storage.NewSeries()
+	}
+	_ = v.total.Add(s.Clone())
+	env := scenarios.ThresholdEnv(storage.Summarize(v.total, nil),
+		storage.SummarizeBy(v.total, func(d storage.Dim) string { return d.Step }))
+	if r, stop := v.sc.ShouldAbort(env, time.Duration(s.T+1)*time.Second); stop {
+		v.aborted = &r
+		fmt.Fprintf(v.w, "aborting: threshold %q failed\n", r.Expr)
+		v.cancel()
+	}
+}
+
+func (v *liveView) abortedBy() *scenarios.ThresholdResult {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.aborted
+}
+
+func hasAbort(sc *scenarios.Scenario) bool {
+	for _, t := range sc.Thresholds {
+		if t.Abort {
+			return true
+		}
+	}
+	return false
+}
+
+func printReport(w io.Writer, asJSON bool, sc *scenarios.Scenario, r scenarios.Report) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(w, "\n%s — %s, %.0fs\n", r.Name, r.Target, r.DurationSec)
+	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n\n",
+		fmtRate(r.Rate.Target), fmtRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "step\trequests\terrors\treq/s\tp50\tp90\tp95\tp99\tmax\t")
+	row := func(name string, s storage.Summary) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, s.Requests, s.Errors,
+			fmtRate(s.Rate.Requests),
+			fmtMs(s.Latency.P50), fmtMs(s.Latency.P90), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), fmtMs(s.Latency.Max))
+	}
+	for _, name := range r.StepNames(sc) {
+		row(name, r.ByStep[name])
+	}
+	row("total", r.Summary)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.ErrorsByClass) > 0 {
+		fmt.Fprintln(w, "\nerrors:")
+		classes := make([]string, 0, len(r.ErrorsByClass))
+		for k := range r.ErrorsByClass {
+			classes = append(classes, k)
+		}
+		sort.Strings(classes)
+		for _, k := range classes {
+			ex := ""
+			if s := r.Samples[k]; len(s) > 0 {
+				ex = "  e.g. " + s[0]
+			}
+			fmt.Fprintf(w, "  %-9s %d%s\n", k, r.ErrorsByClass[k], ex)
+		}
+	}
+	if len(r.Thresholds) > 0 {
+		fmt.Fprintln(w, "\nthresholds:")
+		for _, t := range r.Thresholds {
+			mark := "pass"
+			if !t.Pass {
+				mark = "FAIL"
+			}
+			extra := ""
+			if t.Error != "" {
+				extra = "  (" + t.Error + ")"
+			}
+			fmt.Fprintf(w, "  %s  %s%s\n", mark, t.Expr, extra)
+		}
+	}
+	switch {
+	case r.Aborted != "":
+		fmt.Fprintf(w, "\nstatus: %s (aborted early: %s)\n", r.Status, r.Aborted)
+	case r.Interrupted:
+		fmt.Fprintf(w, "\nstatus: interrupted\n")
+	default:
+		fmt.Fprintf(w, "\nstatus: %s\n", r.Status)
+	}
+	return nil
+}
+
+// fmtMs shows a latency in milliseconds with sensible precision.
+func fmtMs(ms float64) string {
+	switch {
+	case ms == 0:
+		return "-"
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.1fms", ms)
+	default:
+		return fmt.Sprintf("%.2fs", ms/1000)
+	}
+}
+
+func fmtRate(r float64) string {
+	if r >= 100 || r == float64(int64(r)) {
+		return fmt.Sprintf("%.0f", r)
+	}
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", r), "0"), ".")
+}
+
+// loadScenario parses a test file, with its target replaced when target is
+// set.
+func loadScenario(file, target string) (*scenarios.Scenario, error) {
+	if target == "" {
+		return scenarios.ParseFile(file)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := scenarios.DecodeSpec(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	spec.Target = target
+	sc, err := scenarios.Compile(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return sc, nil
+}

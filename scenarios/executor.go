@@ -1,0 +1,530 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	mrand "math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/loadswarm/loadswarm/storage"
+)
+
+// MaxBodyRead bounds how much of a response body a check or extraction may
+// read; the rest is counted and discarded.
+const MaxBodyRead = 10 << 20
+
+// RunConfig is one share of a scenario to run on this node.
+type RunConfig struct {
+	Scenario *Scenario
+	// Profile is this node's share of the arrival rate. Default: the
+	// scenario's whole profile.
+	Profile *Profile
+	// Start is when arrival 0's clock starts; a time in the future makes
+	// the executor wait (so that nodes start together). Default: now.
+	Start time.Time
+	// Seed drives Poisson arrivals. Default: the scenario's seed, or a
+	// random one when that is 0 too.
+	Seed uint64
+	// Transport sends the requests. Default: NewTransport from the
+	// scenario's settings.
+	Transport http.RoundTripper
+	// OnSecond receives each second's results once the second is over, in
+	// order, from one goroutine. It must not keep the Second.
+	OnSecond func(*storage.Second)
+}
+
+// Result is what a run produced.
+type Result struct {
+	Series   *storage.Series
+	Start    time.Time
+	Elapsed  time.Duration
+	Canceled bool // the context ended the run before the profile did
+}
+
+// Run runs one share of a scenario: arrivals at the pacer's times, whatever
+// the responses do. An arrival that finds MaxInFlight arrivals outstanding
+// is dropped and counted, never delayed. Latency counts from the arrival's
+// scheduled time (coordinated omission corrected); service time from the
+// actual send. Run returns when the profile is over and in-flight requests
+// have finished, or when ctx ends (in-flight requests are then cut off and
+// not recorded).
+func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
+	sc := cfg.Scenario
+	if sc == nil {
+		return nil, errors.New("run: no scenario")
+	}
+	prof := sc.Profile
+	if cfg.Profile != nil {
+		prof = *cfg.Profile
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = sc.Seed
+	}
+	if seed == 0 {
+		seed = mrand.Uint64()
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		t := NewTransport(TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight})
+		defer t.CloseIdleConnections()
+		rt = t
+	}
+	start := cfg.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	if err := sleepUntil(ctx, start); err != nil {
+		return &Result{Series: storage.NewSeries(), Start: start, Canceled: true}, nil
+	}
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+	e := &executor{
+		sc: sc, rt: rt, ctx: reqCtx,
+		rec:  newRecorder(start),
+		jobs: make(chan arrival),
+	}
+	e.weights = sc.cumulativeWeights()
+	e.firstStep = sc.Steps[0].Name
+
+	flushDone := make(chan struct{})
+	stopFlush := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		e.flushLoop(stopFlush, cfg.OnSecond)
+	}()
+
+	canceled := e.pace(ctx, NewPacer(sc.Arrivals, prof, seed), start)
+	close(e.jobs)
+	// Let in-flight arrivals finish: each request is bounded by its
+	// timeout, so a flow is bounded by the sum over its steps.
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		canceled = true
+		cancelReqs()
+		<-done
+	}
+	close(stopFlush)
+	<-flushDone
+	for _, s := range e.rec.flush(1 << 62) {
+		if cfg.OnSecond != nil {
+			cfg.OnSecond(s)
+		}
+	}
+	return &Result{Series: e.rec.series, Start: start, Elapsed: time.Since(start), Canceled: canceled}, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+type arrival struct {
+	n         uint64
+	scheduled time.Time
+}
+
+type executor struct {
+	sc        *Scenario
+	rt        http.RoundTripper
+	ctx       context.Context // requests' parent: outlives the pacer's ctx until the drain
+	rec       *recorder
+	jobs      chan arrival
+	wg        sync.WaitGroup
+	inFlight  atomic.Int64
+	weights   []float64
+	firstStep string
+}
+
+// pace is the arrival loop: the only place that sleeps. It returns true if
+// ctx ended it early.
+func (e *executor) pace(ctx context.Context, p Pacer, start time.Time) (canceled bool) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	max := int64(e.sc.MaxInFlight)
+	for hits := uint64(0); ; hits++ {
+		elapsed := time.Since(start)
+		wait, stop := p.Pace(elapsed, hits)
+		if stop {
+			return false
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return true
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return true
+		}
+		now := time.Now()
+		if e.inFlight.Load() >= max {
+			e.rec.arrival(now, e.firstStep, true)
+			continue
+		}
+		e.rec.arrival(now, e.firstStep, false)
+		e.inFlight.Add(1)
+		e.wg.Add(1)
+		a := arrival{n: hits, scheduled: start.Add(elapsed + wait)}
+		select {
+		case e.jobs <- a: // an idle worker took it
+		default:
+			go e.worker(a) // none idle: at most MaxInFlight workers exist
+		}
+	}
+}
+
+// worker runs arrivals until the job channel closes. Each worker owns its
+// expression VM and environments, so nothing on this path is shared but the
+// recorder.
+func (e *executor) worker(a arrival) {
+	w := &worker{e: e}
+	for {
+		w.run(a)
+		e.inFlight.Add(-1)
+		e.wg.Done()
+		var ok bool
+		if a, ok = <-e.jobs; !ok {
+			return
+		}
+	}
+}
+
+type worker struct {
+	e    *executor
+	m    vm.VM
+	env  IterEnv
+	renv ResponseEnv
+	buf  []byte
+}
+
+func (w *worker) run(a arrival) {
+	sc := w.e.sc
+	vars := sc.Vars
+	if sc.hasExtract {
+		vars = maps.Clone(sc.Vars)
+	}
+	w.env = IterEnv{Vars: vars, Arrival: int64(a.n)}
+	if sc.Flow == FlowWeighted {
+		i := sort.SearchFloat64s(w.e.weights, mrand.Float64()*w.e.weights[len(w.e.weights)-1])
+		w.do(sc.Steps[min(i, len(sc.Steps)-1)], a.scheduled)
+		return
+	}
+	intended := a.scheduled
+	for _, st := range sc.Steps {
+		end, ok := w.do(st, intended)
+		if !ok {
+			return // later steps may depend on this one's result
+		}
+		intended = end
+	}
+}
+
+// do sends one step. intended is when the request should have been sent:
+// the arrival's scheduled time for the first step, the previous response
+// for the next ones. It returns when the exchange ended and whether it
+// succeeded.
+func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
+	rec := w.e.rec
+	req, bytesOut, err := w.request(st)
+	if err != nil {
+		now := time.Now()
+		rec.done(now, storage.Dim{Step: st.Name, Error: ErrOther}, now.Sub(intended), 0, 0, 0)
+		rec.sample(ErrOther, fmt.Sprintf("step %s: %v", st.Name, err))
+		return now, false
+	}
+	ctx, cancel := context.WithTimeout(w.e.ctx, st.Timeout)
+	defer cancel()
+	req = req.WithContext(ctx)
+	sent := time.Now()
+	resp, err := w.e.rt.RoundTrip(req)
+	var bytesIn int64
+	var body []byte
+	if err == nil {
+		if st.needBody || st.needJSON {
+			body, err = w.readBody(resp.Body)
+			bytesIn = int64(len(body))
+			n, _ := io.Copy(io.Discard, resp.Body)
+			bytesIn += n
+		} else {
+			bytesIn, err = io.Copy(io.Discard, resp.Body)
+		}
+		resp.Body.Close()
+	}
+	end := time.Now()
+	if err != nil {
+		if w.e.ctx.Err() != nil {
+			return end, false // cut off by our own stop: not a result
+		}
+		class := Classify(err)
+		rec.done(end, storage.Dim{Step: st.Name, Error: class}, end.Sub(intended), end.Sub(sent), bytesIn, bytesOut)
+		rec.sample(class, fmt.Sprintf("step %s: %v", st.Name, err))
+		return end, false
+	}
+	d := storage.Dim{Step: st.Name, Status: StatusClass(resp.StatusCode)}
+	switch {
+	case resp.StatusCode >= 500:
+		d.Error = ErrHTTP5xx
+	case resp.StatusCode >= 400:
+		d.Error = ErrHTTP4xx
+	}
+	if d.Error != "" {
+		rec.sample(d.Error, fmt.Sprintf("step %s: %s %s: %s", st.Name, req.Method, req.URL.Path, resp.Status))
+	}
+	if d.Error == "" && (len(st.Checks) > 0 || len(st.Extract) > 0) {
+		if msg := w.inspect(st, resp, body, end.Sub(sent)); msg != "" {
+			d.Error = ErrCheck
+			rec.sample(ErrCheck, fmt.Sprintf("step %s: %s", st.Name, msg))
+		}
+	}
+	rec.done(end, d, end.Sub(intended), end.Sub(sent), bytesIn, bytesOut)
+	return end, d.Error == ""
+}
+
+func (w *worker) readBody(r io.Reader) ([]byte, error) {
+	w.buf = w.buf[:0]
+	lr := io.LimitReader(r, MaxBodyRead)
+	for {
+		if len(w.buf) == cap(w.buf) {
+			w.buf = append(w.buf, 0)[:len(w.buf)]
+		}
+		n, err := lr.Read(w.buf[len(w.buf):cap(w.buf)])
+		w.buf = w.buf[:len(w.buf)+n]
+		if err == io.EOF {
+			return w.buf, nil
+		}
+		if err != nil {
+			return w.buf, err
+		}
+	}
+}
+
+// inspect runs checks and extractions; it returns why the step failed, or
+// "".
+func (w *worker) inspect(st *Step, resp *http.Response, body []byte, service time.Duration) string {
+	w.renv = ResponseEnv{
+		Status:   resp.StatusCode,
+		Headers:  flatHeaders(resp.Header),
+		Duration: float64(service) / float64(time.Millisecond),
+		Vars:     w.env.Vars,
+		Arrival:  w.env.Arrival,
+	}
+	if st.needBody {
+		w.renv.Body = string(body)
+	}
+	if st.needJSON {
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			w.renv.JSON = v
+		}
+	}
+	for _, c := range st.Checks {
+		v, err := w.m.Run(c.prog, &w.renv)
+		if err != nil {
+			return fmt.Sprintf("check %q: %v", c.Src, err)
+		}
+		if v != true {
+			return fmt.Sprintf("check %q failed (status %d)", c.Src, resp.StatusCode)
+		}
+	}
+	for _, x := range st.Extract {
+		v, err := w.m.Run(x.prog, &w.renv)
+		if err != nil {
+			return fmt.Sprintf("extract %s = %q: %v", x.Name, x.Src, err)
+		}
+		if v == nil {
+			return fmt.Sprintf("extract %s = %q: no value", x.Name, x.Src)
+		}
+		w.env.Vars[x.Name] = v
+	}
+	return ""
+}
+
+func flatHeaders(h http.Header) map[string]string {
+	m := make(map[string]string, len(h))
+	for k, v := range h {
+		m[strings.ToLower(k)] = strings.Join(v, ", ")
+	}
+	return m
+}
+
+// request builds a step's request from its templates. It returns the body
+// length for the bytes-out counter.
+func (w *worker) request(st *Step) (*http.Request, int64, error) {
+	u, err := st.URL.Render(&w.m, &w.env)
+	if err != nil {
+		return nil, 0, err
+	}
+	var body io.Reader
+	var n int64
+	if st.Body != nil {
+		b, err := st.Body.Render(&w.m, &w.env)
+		if err != nil {
+			return nil, 0, err
+		}
+		body, n = strings.NewReader(b), int64(len(b))
+	}
+	req, err := http.NewRequest(st.Method, u, body)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, hs := range []map[string]*Template{w.e.sc.Headers, st.Headers} {
+		for k, t := range hs {
+			v, err := t.Render(&w.m, &w.env)
+			if err != nil {
+				return nil, 0, err
+			}
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header[k] = []string{v}
+		}
+	}
+	return req, n, nil
+}
+
+func (sc *Scenario) cumulativeWeights() []float64 {
+	c := make([]float64, len(sc.Steps))
+	var sum float64
+	for i, st := range sc.Steps {
+		sum += st.Weight
+		c[i] = sum
+	}
+	return c
+}
+
+// flushLoop hands each finished second to onSecond, a little after the
+// second ends so that requests completing at its edge are in.
+func (e *executor) flushLoop(stop <-chan struct{}, onSecond func(*storage.Second)) {
+	const lag = 20 * time.Millisecond
+	for next := int64(1); ; next++ {
+		timer := time.NewTimer(time.Until(e.rec.start.Add(time.Duration(next)*time.Second + lag)))
+		select {
+		case <-stop:
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		for _, s := range e.rec.flush(next) {
+			if onSecond != nil {
+				onSecond(s)
+			}
+		}
+	}
+}
+
+// recorder collects results into per-second buckets. Its lock is held for
+// a map lookup and a histogram increment only, so the pacer is never held
+// up for long; callbacks run outside it.
+type recorder struct {
+	start  time.Time
+	mu     sync.Mutex
+	open   map[int64]*storage.Second
+	floor  int64 // seconds below floor have been flushed
+	series *storage.Series
+}
+
+func newRecorder(start time.Time) *recorder {
+	return &recorder{start: start, open: map[int64]*storage.Second{}, series: storage.NewSeries()}
+}
+
+// secondLocked returns the open second for now; an event in a second
+// already flushed goes to the oldest open one rather than being lost.
+func (r *recorder) secondLocked(now time.Time) *storage.Second {
+	i := max(int64(now.Sub(r.start)/time.Second), r.floor)
+	s, ok := r.open[i]
+	if !ok {
+		s = storage.NewSecond(i)
+		r.open[i] = s
+	}
+	return s
+}
+
+func (r *recorder) arrival(now time.Time, step string, dropped bool) {
+	r.mu.Lock()
+	if dropped {
+		b := r.secondLocked(now).Bucket(storage.Dim{Step: step, Error: ErrDropped})
+		b.Planned++
+		b.Dropped++
+	} else {
+		b := r.secondLocked(now).Bucket(storage.Dim{Step: step})
+		b.Planned++
+		b.Arrivals++
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) done(now time.Time, d storage.Dim, latency, service time.Duration, in, out int64) {
+	r.mu.Lock()
+	b := r.secondLocked(now).Bucket(d)
+	b.Requests++
+	if d.Error != "" {
+		b.Errors++
+	}
+	b.BytesIn += in
+	b.BytesOut += out
+	if b.Latency == nil {
+		b.Latency, b.Service = storage.NewHistogram(), storage.NewHistogram()
+	}
+	b.Latency.Record(latency)
+	b.Service.Record(service)
+	r.mu.Unlock()
+}
+
+func (r *recorder) sample(class, msg string) {
+	r.mu.Lock()
+	r.series.AddSample(class, msg)
+	r.mu.Unlock()
+}
+
+// flush removes and returns the open seconds below upTo, in order.
+func (r *recorder) flush(upTo int64) []*storage.Second {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*storage.Second
+	for i, s := range r.open {
+		if i < upTo {
+			out = append(out, s)
+			delete(r.open, i)
+		}
+	}
+	if upTo > r.floor {
+		r.floor = upTo
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].T < out[b].T })
+	for _, s := range out {
+		// Seconds are distinct, so Add only stores; the error cannot
+		// happen but is not dropped silently either.
+		if err := r.series.Add(s); err != nil {
+			r.series.AddSample("internal", err.Error())
+		}
+	}
+	return out
+}

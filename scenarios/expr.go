@@ -1,0 +1,256 @@
+package scenarios
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Limits on user expressions: a rule or template is a line of logic, not a
+// program. MaxExprLen bounds the source; MaxExprNodes the compiled AST
+// (expr's own default is 10,000); the VM's default memory budget bounds
+// evaluation.
+const (
+	MaxExprLen   = 4096
+	MaxExprNodes = 1000
+)
+
+// functions are the only callables an expression sees: pure helpers for
+// test data. Environments are plain structs and maps without methods, so
+// nothing else can be called (see ../shared/LIBRARIES.md).
+var functions = []expr.Option{
+	expr.Function("randInt", func(p ...any) (any, error) {
+		lo, hi := p[0].(int), p[1].(int)
+		if hi < lo {
+			return nil, fmt.Errorf("randInt(%d, %d): max is below min", lo, hi)
+		}
+		return lo + mrand.IntN(hi-lo+1), nil
+	}, new(func(int, int) int)),
+	expr.Function("randFloat", func(p ...any) (any, error) {
+		return mrand.Float64(), nil
+	}, new(func() float64)),
+	expr.Function("randItem", func(p ...any) (any, error) {
+		l, ok := p[0].([]any)
+		if !ok || len(l) == 0 {
+			return nil, errors.New("randItem: needs a non-empty list")
+		}
+		return l[mrand.IntN(len(l))], nil
+	}),
+	expr.Function("randString", func(p ...any) (any, error) {
+		n, ok := p[0].(int)
+		if !ok || n < 0 || n > 4096 {
+			return nil, errors.New("randString: length must be 0..4096")
+		}
+		const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = letters[mrand.IntN(len(letters))]
+		}
+		return string(b), nil
+	}, new(func(int) string)),
+	expr.Function("uuid", func(p ...any) (any, error) {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		b[6] = b[6]&0x0f | 0x40
+		b[8] = b[8]&0x3f | 0x80
+		return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
+	}, new(func() string)),
+	expr.Function("now", func(p ...any) (any, error) {
+		return time.Now().UnixMilli(), nil
+	}, new(func() int64)),
+}
+
+// compileExpr compiles src over env with our limits and functions.
+func compileExpr(src string, env any, opts ...expr.Option) (*vm.Program, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, errors.New("expression is empty")
+	}
+	if len(src) > MaxExprLen {
+		return nil, fmt.Errorf("expression is %d bytes, over the %d byte limit", len(src), MaxExprLen)
+	}
+	all := append([]expr.Option{expr.Env(env), expr.MaxNodes(MaxExprNodes)}, functions...)
+	all = append(all, opts...)
+	p, err := expr.Compile(src, all...)
+	if err != nil {
+		// expr's messages span lines with a caret; keep the first line.
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		return nil, fmt.Errorf("%s", msg)
+	}
+	return p, nil
+}
+
+// uses reports whether the program reads one of the identifiers.
+func uses(p *vm.Program, names ...string) bool {
+	v := &identVisitor{want: names}
+	n := p.Node()
+	ast.Walk(&n, v)
+	return v.found
+}
+
+type identVisitor struct {
+	want  []string
+	found bool
+}
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		for _, w := range v.want {
+			if id.Value == w {
+				v.found = true
+			}
+		}
+	}
+}
+
+// IterEnv is what templates see while building a request.
+type IterEnv struct {
+	Vars    map[string]any `expr:"vars"`    // scenario vars plus values extracted by earlier steps
+	Arrival int64          `expr:"arrival"` // this arrival's number on this node, from 0
+}
+
+// ResponseEnv is what checks and extractions see.
+type ResponseEnv struct {
+	Status   int               `expr:"status"`
+	Headers  map[string]string `expr:"headers"` // lower-case names; repeated headers joined with ", "
+	Body     string            `expr:"body"`
+	JSON     any               `expr:"json"`     // the body parsed as JSON, nil if it is not JSON
+	Duration float64           `expr:"duration"` // service time in milliseconds
+	Vars     map[string]any    `expr:"vars"`
+	Arrival  int64             `expr:"arrival"`
+}
+
+// Template is a string with "{{ expr }}" holes.
+type Template struct {
+	src   string
+	parts []tplPart
+}
+
+type tplPart struct {
+	lit  string
+	prog *vm.Program // nil for a literal
+}
+
+// Static reports whether the template has no holes.
+func (t *Template) Static() bool {
+	return len(t.parts) <= 1 && (len(t.parts) == 0 || t.parts[0].prog == nil)
+}
+
+// String returns the source.
+func (t *Template) String() string { return t.src }
+
+// ParseTemplate compiles every hole of src.
+func ParseTemplate(src string) (*Template, error) {
+	t := &Template{src: src}
+	rest := src
+	for {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			if rest != "" {
+				t.parts = append(t.parts, tplPart{lit: rest})
+			}
+			return t, nil
+		}
+		if i > 0 {
+			t.parts = append(t.parts, tplPart{lit: rest[:i]})
+		}
+		j := strings.Index(rest[i:], "}}")
+		if j < 0 {
+			return nil, fmt.Errorf("template %q: \"{{\" without \"}}\"", src)
+		}
+		code := rest[i+2 : i+j]
+		p, err := compileExpr(code, IterEnv{})
+		if err != nil {
+			return nil, fmt.Errorf("template {{%s}}: %w", code, err)
+		}
+		t.parts = append(t.parts, tplPart{prog: p})
+		rest = rest[i+j+2:]
+	}
+}
+
+// Render evaluates the holes. machine is reused across calls by one worker.
+func (t *Template) Render(machine *vm.VM, env *IterEnv) (string, error) {
+	if t.Static() {
+		if len(t.parts) == 0 {
+			return "", nil
+		}
+		return t.parts[0].lit, nil
+	}
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.prog == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, err := machine.Run(p.prog, env)
+		if err != nil {
+			return "", fmt.Errorf("template %q: %w", t.src, err)
+		}
+		switch v := v.(type) {
+		case string:
+			b.WriteString(v)
+		case nil:
+		default:
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String(), nil
+}
+
+// NodeInfo is what distribution rules see as `node`: a fleet member's
+// metadata as plain data.
+type NodeInfo struct {
+	Name     string            `expr:"name" json:"name"`
+	Region   string            `expr:"region" json:"region"`
+	Zone     string            `expr:"zone" json:"zone"`
+	Org      string            `expr:"org" json:"org"`
+	Capacity float64           `expr:"capacity" json:"capacity"` // max arrivals per second
+	CPUs     int               `expr:"cpus" json:"cpus"`
+	Tags     map[string]string `expr:"tags" json:"tags"`
+}
+
+// DistEnv is the environment of distribution rules.
+type DistEnv struct {
+	Node NodeInfo `expr:"node"`
+}
+
+// Distribution is a compiled DistributionSpec.
+type Distribution struct {
+	Spec    DistributionSpec
+	selectP *vm.Program
+	weightP *vm.Program
+}
+
+// Select reports whether a node takes part (true when there is no rule).
+func (d *Distribution) Select(n NodeInfo) (bool, error) {
+	if d == nil || d.selectP == nil {
+		return true, nil
+	}
+	v, err := expr.Run(d.selectP, DistEnv{Node: n})
+	if err != nil {
+		return false, fmt.Errorf("distribution.select on node %q: %w", n.Name, err)
+	}
+	return v.(bool), nil
+}
+
+// Weight is a node's weight (its capacity when there is no rule).
+func (d *Distribution) Weight(n NodeInfo) (float64, error) {
+	if d == nil || d.weightP == nil {
+		return n.Capacity, nil
+	}
+	v, err := expr.Run(d.weightP, DistEnv{Node: n})
+	if err != nil {
+		return 0, fmt.Errorf("distribution.weight on node %q: %w", n.Name, err)
+	}
+	w := v.(float64)
+	if w < 0 || w != w {
+		return 0, fmt.Errorf("distribution.weight on node %q: %v is not a weight (must be >= 0)", n.Name, w)
+	}
+	return w, nil
+}

@@ -1,0 +1,177 @@
+package scenarios
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Error classes, the Error field of storage.Dim.
+const (
+	ErrTimeout = "timeout"
+	ErrRefused = "refused"
+	ErrReset   = "reset"
+	ErrDNS     = "dns"
+	ErrTLS     = "tls"
+	ErrHTTP4xx = "http_4xx"
+	ErrHTTP5xx = "http_5xx"
+	ErrCheck   = "check"
+	ErrDropped = "dropped"
+	ErrOther   = "other"
+)
+
+// Classify names the class of a transport error.
+func Classify(err error) string {
+	if err == nil {
+		return ""
+	}
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	var unkAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var alert tls.AlertError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return ErrTimeout
+	case errors.As(err, &dnsErr):
+		return ErrDNS
+	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &unkAuth),
+		errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &alert):
+		return ErrTLS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ErrRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNABORTED):
+		return ErrReset
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return ErrTimeout
+	}
+	return ErrOther
+}
+
+// StatusClass is "2xx" for 200..299 and so on.
+func StatusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[code/100-1]
+}
+
+// TransportConfig tunes the HTTP client of an executor.
+type TransportConfig struct {
+	HTTP2    bool          // speak HTTP/2 (ALPN on TLS, prior knowledge on http)
+	Insecure bool          // skip TLS verification
+	Timeout  time.Duration // dial and TLS handshake bound; default 10s
+	MaxConns int           // idle connections kept per host; default 1000
+	// DNSTTL is how long a resolved address is reused. Default 30s.
+	DNSTTL time.Duration
+	// Dial replaces the network dialer (the testnet wraps it to add a
+	// region's latency). Default: a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// NewTransport builds the executor's http.Transport: kept-alive
+// connections, a DNS cache, no compression (measure what the server sends).
+func NewTransport(cfg TransportConfig) *http.Transport {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxInFlight
+	}
+	if cfg.DNSTTL <= 0 {
+		cfg.DNSTTL = 30 * time.Second
+	}
+	dial := cfg.Dial
+	if dial == nil {
+		d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+		dial = d.DialContext
+	}
+	cache := &dnsCache{ttl: cfg.DNSTTL, m: map[string]dnsEntry{}}
+	t := &http.Transport{
+		Proxy: nil, // a load generator must hit the target, not a proxy from the environment
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			a, err := cache.resolve(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return dial(ctx, network, a)
+		},
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: cfg.Insecure}, //nolint:gosec // opt-in for test targets
+		TLSHandshakeTimeout:   cfg.Timeout,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   cfg.MaxConns,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: 0, // the request's context bounds the whole exchange
+		WriteBufferSize:       4 << 10,
+		ReadBufferSize:        4 << 10,
+	}
+	var p http.Protocols
+	if cfg.HTTP2 {
+		p.SetHTTP2(true)
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	t.Protocols = &p
+	return t
+}
+
+// dnsCache resolves host names once per TTL: Go's resolver has no cache,
+// and a lookup per new connection would measure DNS, not the target.
+type dnsCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]dnsEntry
+}
+
+type dnsEntry struct {
+	addrs   []string
+	expires time.Time
+	next    int
+}
+
+func (c *dnsCache) resolve(ctx context.Context, hostport string) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", err
+	}
+	if net.ParseIP(host) != nil {
+		return hostport, nil
+	}
+	c.mu.Lock()
+	e, ok := c.m[host]
+	if ok && time.Now().Before(e.expires) && len(e.addrs) > 0 {
+		a := e.addrs[e.next%len(e.addrs)]
+		e.next++
+		c.m[host] = e
+		c.mu.Unlock()
+		return net.JoinHostPort(a, port), nil
+	}
+	c.mu.Unlock()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.m[host] = dnsEntry{addrs: addrs, expires: time.Now().Add(c.ttl)}
+	c.mu.Unlock()
+	return net.JoinHostPort(addrs[0], port), nil
+}
+
+// targetURL joins a rendered URL; a template may produce garbage, which is
+// a request error of class "other", not a crash.
+func targetURL(s string) (*url.URL, error) { return url.Parse(s) }
