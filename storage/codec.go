@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -26,7 +27,7 @@ const (
 
 	maxDims          = 4096    // dims in one second
 	maxSeconds       = 86400   // seconds in one series: a day
-	maxSeriesBuckets = 1 << 18 // buckets in one series, all seconds together
+	maxSeriesBuckets = 1 << 16 // buckets in one series, all seconds together
 )
 
 // The CBOR modes are built once. Decoding forbids what these types never
@@ -67,7 +68,9 @@ func mustDecMode(o cbor.DecOptions) cbor.DecMode {
 // wireHist is the encoding of a Histogram: its parameters, the clamped
 // count, and its non-zero counts as (index delta, count) pairs, in index
 // order. The first delta is counted from index -1, so every delta is at
-// least 1.
+// least 1. MarshalCBOR writes it by hand, as the cbor package would (a test
+// checks that they agree), because reflection on thousands of numbers is
+// slow.
 type wireHist struct {
 	Lowest  int64    `cbor:"1,keyasint"`
 	Highest int64    `cbor:"2,keyasint"`
@@ -76,11 +79,36 @@ type wireHist struct {
 	Counts  []uint64 `cbor:"5,keyasint,omitempty"`
 }
 
+// wireHistIn decodes a wireHist, leaving the counts to be read by hand.
+type wireHistIn struct {
+	Lowest  int64           `cbor:"1,keyasint"`
+	Highest int64           `cbor:"2,keyasint"`
+	SigFigs int64           `cbor:"3,keyasint"`
+	Clamped int64           `cbor:"4,keyasint,omitempty"`
+	Counts  cbor.RawMessage `cbor:"5,keyasint,omitempty"`
+}
+
 var cborNull = []byte{0xf6}
 
-// MarshalCBOR implements cbor.Marshaler with a sparse encoding: a typical
-// histogram of one second takes a few hundred bytes to a few KB, where the
-// dense counts would take 139 KB. A nil *Histogram encodes as null.
+// appendHead appends the shortest CBOR head of a major type and argument.
+func appendHead(b []byte, major byte, v uint64) []byte {
+	m := major << 5
+	switch {
+	case v < 24:
+		return append(b, m|byte(v))
+	case v <= math.MaxUint8:
+		return append(b, m|24, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, m|27), v)
+}
+
+// MarshalCBOR implements cbor.Marshaler with a sparse encoding: a histogram
+// of one second takes a few hundred bytes to a few KB, where the dense
+// counts would take 139 KB. A nil *Histogram encodes as null.
 func (h *Histogram) MarshalCBOR() ([]byte, error) {
 	if h == nil {
 		return cborNull, nil
@@ -88,13 +116,65 @@ func (h *Histogram) MarshalCBOR() ([]byte, error) {
 	if p := h.params(); p != ourParams {
 		return nil, fmt.Errorf("cannot encode a histogram with parameters %v", p)
 	}
-	w := wireHist{Lowest: HistLowestMicros, Highest: HistHighestMicros, SigFigs: HistSigFigs, Clamped: h.clamped}
+	var dense []int64
+	n := 0
+	switch {
+	case h.dense != nil:
+		// Export copies the 139 KB of counts; the library has no cheaper
+		// way to list a dense histogram's counts.
+		dense = h.dense.Export().Counts
+		for _, c := range dense {
+			if c > 0 {
+				n++
+			}
+		}
+	case h.sparse != nil:
+		h.sparse.ForEachBucket(func(_, c int64) bool {
+			if c > 0 {
+				n++
+			}
+			return true
+		})
+	}
+	keys := uint64(3)
+	if h.clamped > 0 {
+		keys++
+	}
+	if n > 0 {
+		keys++
+	}
+	b := make([]byte, 0, 16+5*n)
+	b = appendHead(b, 5, keys)
+	b = appendHead(appendHead(b, 0, 1), 0, HistLowestMicros)
+	b = appendHead(appendHead(b, 0, 2), 0, HistHighestMicros)
+	b = appendHead(appendHead(b, 0, 3), 0, HistSigFigs)
+	if h.clamped > 0 {
+		b = appendHead(appendHead(b, 0, 4), 0, uint64(h.clamped))
+	}
+	if n == 0 {
+		return b, nil
+	}
+	b = appendHead(appendHead(b, 0, 5), 4, uint64(2*n))
 	prev := int32(-1)
-	h.forEachCount(func(idx int32, c int64) {
-		w.Counts = append(w.Counts, uint64(idx-prev), uint64(c))
+	add := func(idx int32, c int64) {
+		b = appendHead(appendHead(b, 0, uint64(idx-prev)), 0, uint64(c))
 		prev = idx
-	})
-	return encMode.Marshal(&w)
+	}
+	if dense != nil {
+		for i, c := range dense {
+			if c > 0 {
+				add(int32(i), c)
+			}
+		}
+	} else {
+		h.sparse.ForEachBucket(func(v, c int64) bool {
+			if c > 0 {
+				add(indexOf(v), c)
+			}
+			return true
+		})
+	}
+	return b, nil
 }
 
 // UnmarshalCBOR implements cbor.Unmarshaler. It checks everything (see
@@ -119,7 +199,7 @@ func (h *Histogram) UnmarshalCBOR(data []byte) error {
 // that fits an int64; the clamped count must be non-negative and at most
 // the count at 60 s.
 func decodeHistogram(data []byte) (*Histogram, error) {
-	var w *wireHist
+	var w *wireHistIn
 	if err := decMode.Unmarshal(data, &w); err != nil {
 		return nil, err
 	}
@@ -132,39 +212,12 @@ func decodeHistogram(data []byte) (*Histogram, error) {
 	if w.Clamped < 0 {
 		return nil, fmt.Errorf("negative clamped count %d", w.Clamped)
 	}
-	if len(w.Counts)%2 != 0 {
-		return nil, fmt.Errorf("odd number %d of index and count entries", len(w.Counts))
-	}
-	if n := len(w.Counts) / 2; n > int(maxIndex)+1 {
-		return nil, fmt.Errorf("%d counts, more than the %d slots", n, maxIndex+1)
-	}
 	p := hdr.NewPacked(HistLowestMicros, HistHighestMicros, HistSigFigs)
-	idx := int64(-1)
-	var total, top int64
-	for i := 0; i < len(w.Counts); i += 2 {
-		delta, c := w.Counts[i], w.Counts[i+1]
-		switch {
-		case delta == 0:
-			return nil, fmt.Errorf("index delta 0 after index %d", idx)
-		case delta > uint64(int64(maxIndex)-idx):
-			if delta > math.MaxInt32 {
-				return nil, fmt.Errorf("index delta %d out of range", delta)
-			}
-			return nil, fmt.Errorf("index %d out of range", idx+int64(delta))
-		}
-		idx += int64(delta)
-		if c == 0 {
-			return nil, fmt.Errorf("count at index %d is 0", idx)
-		}
-		if c > uint64(math.MaxInt64-total) {
-			return nil, fmt.Errorf("total count overflows at index %d", idx)
-		}
-		total += int64(c)
-		if err := p.RecordValues(valueOf(int32(idx)), int64(c)); err != nil {
-			return nil, fmt.Errorf("index %d: %w", idx, err)
-		}
-		if idx == int64(maxIndex) {
-			top = int64(c)
+	var top int64
+	if w.Counts != nil {
+		var err error
+		if top, err = readCounts(w.Counts, p); err != nil {
+			return nil, err
 		}
 	}
 	if w.Clamped > top {
@@ -172,6 +225,59 @@ func decodeHistogram(data []byte) (*Histogram, error) {
 	}
 	p.Compact()
 	return &Histogram{sparse: p, clamped: w.Clamped}, nil
+}
+
+// readCounts checks the (index delta, count) pairs of raw, a well-formed
+// CBOR item, and records them into p. It returns the count at 60 s.
+func readCounts(raw []byte, p *hdr.PackedHistogram) (top int64, err error) {
+	n, rest, err := cborHead(raw, 4)
+	if err != nil {
+		return 0, fmt.Errorf("counts: %w", err)
+	}
+	if n%2 != 0 {
+		return 0, fmt.Errorf("odd number %d of index and count entries", n)
+	}
+	if n/2 > uint64(maxIndex)+1 {
+		return 0, fmt.Errorf("%d counts, more than the %d slots", n/2, maxIndex+1)
+	}
+	idx := int64(-1)
+	var total int64
+	for i := uint64(0); i < n; i += 2 {
+		var delta, c uint64
+		if delta, rest, err = cborHead(rest, 0); err != nil {
+			return 0, fmt.Errorf("counts: entry %d: %w", i, err)
+		}
+		if c, rest, err = cborHead(rest, 0); err != nil {
+			return 0, fmt.Errorf("counts: entry %d: %w", i+1, err)
+		}
+		switch {
+		case delta == 0:
+			return 0, fmt.Errorf("index delta 0 after index %d", idx)
+		case delta > uint64(int64(maxIndex)-idx):
+			if delta > math.MaxInt32 {
+				return 0, fmt.Errorf("index delta %d out of range", delta)
+			}
+			return 0, fmt.Errorf("index %d out of range", idx+int64(delta))
+		}
+		idx += int64(delta)
+		if c == 0 {
+			return 0, fmt.Errorf("count at index %d is 0", idx)
+		}
+		if c > uint64(math.MaxInt64-total) {
+			return 0, fmt.Errorf("total count overflows at index %d", idx)
+		}
+		total += int64(c)
+		if err := p.RecordValues(valueOf(int32(idx)), int64(c)); err != nil {
+			return 0, fmt.Errorf("index %d: %w", idx, err)
+		}
+		if idx == int64(maxIndex) {
+			top = int64(c)
+		}
+	}
+	if len(rest) != 0 {
+		return 0, fmt.Errorf("counts: %d bytes after the entries", len(rest))
+	}
+	return top, nil
 }
 
 // wireBucket is the encoding of one Dim and its Bucket. Histograms are
@@ -320,15 +426,21 @@ func secondToWire(s *Second) (wireSecondOut, error) {
 	return w, nil
 }
 
-// cborHead parses the head of a definite-length array (major type 4) or map
-// (5) and returns its length and the bytes after it.
+// cborHead parses a CBOR head of an unsigned integer (major type 0), a
+// definite-length array (4) or a map (5) and returns its argument (the
+// integer, or the length) and the bytes after it.
 func cborHead(b []byte, major byte) (uint64, []byte, error) {
-	kind := "an array"
-	if major == 5 {
-		kind = "a map"
+	kind := func() string {
+		switch major {
+		case 0:
+			return "an unsigned integer"
+		case 4:
+			return "an array"
+		}
+		return "a map"
 	}
 	if len(b) == 0 || b[0]>>5 != major {
-		return 0, nil, fmt.Errorf("not %s", kind)
+		return 0, nil, fmt.Errorf("not %s", kind())
 	}
 	ai := b[0] & 0x1f
 	b = b[1:]
@@ -345,10 +457,10 @@ func cborHead(b []byte, major byte) (uint64, []byte, error) {
 	case ai == 27:
 		n = 8
 	default:
-		return 0, nil, fmt.Errorf("not %s of definite length", kind)
+		return 0, nil, fmt.Errorf("not %s of definite length", kind())
 	}
 	if len(b) < n {
-		return 0, nil, errors.New("truncated length")
+		return 0, nil, errors.New("truncated")
 	}
 	var v uint64
 	for _, c := range b[:n] {
@@ -592,10 +704,11 @@ func EncodeSeries(s *Series) ([]byte, error) {
 
 // DecodeSeries decodes a Series encoded by EncodeSeries, with limits: the
 // input must be at most MaxSeriesBytes, with at most 86400 distinct seconds
-// and 262144 buckets in all; each second is checked as DecodeSecond does;
-// samples must have at most 64 classes of at most MaxDimLen bytes, each with
-// at most MaxSamples distinct messages of at most MaxSampleLen bytes. Its
-// histograms are sparse. It never panics.
+// and 65536 buckets in all (so that its memory stays within about 50 MB
+// plus 3 times the input whatever the input); each second is checked as
+// DecodeSecond does; samples must have at most 64 classes of at most
+// MaxDimLen bytes, each with at most MaxSamples distinct messages of at most
+// MaxSampleLen bytes. Its histograms are sparse. It never panics.
 func DecodeSeries(data []byte) (*Series, error) {
 	if len(data) > MaxSeriesBytes {
 		return nil, fmt.Errorf("series: input is %d bytes, over the limit of %d", len(data), MaxSeriesBytes)

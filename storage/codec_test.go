@@ -238,7 +238,7 @@ func TestDecodeRejects(t *testing.T) {
 			b := okBucket
 			b.Latency = marshal(t, map[int]any{1: 1, 2: HistHighestMicros, 3: 3, 5: []int64{1, -1}})
 			return second(b)
-		}(), "cannot unmarshal negative integer"},
+		}(), "latency: counts: entry 1: not an unsigned integer"},
 		{"negative clamped", false, withHist(func(w *wireHist) { w.Clamped = -1 }), "negative clamped"},
 		{"clamped without 60 s values", false, withHist(func(w *wireHist) { w.Clamped = 1 }), "clamped count 1 exceeds the 0 values at 60 s"},
 		{"histogram not a map", false, func() []byte { b := okBucket; b.Service = []byte{0x05}; return second(b) }(), "service: cbor: cannot unmarshal"},

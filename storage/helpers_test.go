@@ -123,3 +123,21 @@ func randSeries(r *rand.Rand) *Series {
 	}
 	return s
 }
+
+// forEachCount calls fn with each non-zero count of h and its flat index, in
+// index order. h must have our parameters.
+func (h *Histogram) forEachCount(fn func(idx int32, count int64)) {
+	switch {
+	case h.dense != nil:
+		for i, c := range h.dense.Export().Counts {
+			if c > 0 {
+				fn(int32(i), c)
+			}
+		}
+	case h.sparse != nil:
+		h.sparse.ForEachBucket(func(value, count int64) bool {
+			fn(indexOf(value), count)
+			return true
+		})
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"sync"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -248,7 +247,9 @@ func (h *Histogram) Merge(o *Histogram) error {
 	case h.dense != nil:
 		dropped = o.sparse.MergeInto(h.dense)
 	case h.sparse != nil && o.dense != nil:
-		dropped = h.sparse.MergeFrom(o.dense)
+		// Inserting the dense counts one by one would shift h's for each;
+		// a sparse copy merges in one linear pass.
+		dropped = h.sparse.Merge(o.compactClone().sparse)
 	case h.sparse != nil:
 		dropped = h.sparse.Merge(o.sparse)
 	default: // h is the zero value
@@ -307,29 +308,4 @@ func (h *Histogram) Reset() {
 		h.sparse.Reset()
 	}
 	h.clamped = 0
-}
-
-// scratchPool holds sparse histograms used to list the non-zero counts of a
-// dense one while encoding it.
-var scratchPool = sync.Pool{New: func() any {
-	return hdr.NewPacked(HistLowestMicros, HistHighestMicros, HistSigFigs)
-}}
-
-// forEachCount calls fn with each non-zero count of h and its flat index, in
-// index order. h must have our parameters.
-func (h *Histogram) forEachCount(fn func(idx int32, count int64)) {
-	p := h.sparse
-	if h.dense != nil {
-		p = scratchPool.Get().(*hdr.PackedHistogram)
-		defer scratchPool.Put(p)
-		p.Reset()
-		p.MergeFrom(h.dense)
-	}
-	if p == nil {
-		return
-	}
-	p.ForEachBucket(func(value, count int64) bool {
-		fn(indexOf(value), count)
-		return true
-	})
 }

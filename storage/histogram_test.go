@@ -352,3 +352,44 @@ func TestHistogramCBORRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestHistogramEncodingMatchesCBORPackage checks the hand-written encoder
+// against the cbor package's encoding of wireHist.
+func TestHistogramEncodingMatchesCBORPackage(t *testing.T) {
+	big := NewHistogram()
+	for i, n := range []int64{1, 23, 24, 255, 256, 65535, 65536, 1 << 32, 1<<32 - 1, 1 << 40} {
+		if err := big.dense.RecordValues(valueOf(int32(i*1700)), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big.Record(time.Hour)
+	r := rand.New(rand.NewPCG(8, 8))
+	many := NewHistogram()
+	for range 5000 {
+		many.Record(lognormal(r, time.Second, 4))
+	}
+	for name, h := range map[string]*Histogram{
+		"empty": NewHistogram(), "big counts": big, "big counts sparse": big.compactClone(),
+		"many": many, "many sparse": many.compactClone(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := wireHist{Lowest: HistLowestMicros, Highest: HistHighestMicros, SigFigs: HistSigFigs, Clamped: h.clamped}
+			prev := int32(-1)
+			h.forEachCount(func(idx int32, c int64) {
+				w.Counts = append(w.Counts, uint64(idx-prev), uint64(c))
+				prev = idx
+			})
+			want, err := encMode.Marshal(&w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := h.MarshalCBOR()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("hand encoding differs from the cbor package's:\n%x\n%x", got, want)
+			}
+		})
+	}
+}
