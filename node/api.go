@@ -1,0 +1,82 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Health is the answer of GET /v1/health.
+type Health struct {
+	Status       string  `json:"status"` // "ok"
+	Name         string  `json:"name"`
+	PeerID       string  `json:"peer_id"`
+	Version      string  `json:"version"`
+	Gossip       string  `json:"gossip"`    // this node's gossip address: a seed
+	Fleet        string  `json:"fleet"`     // "open" or "private"
+	FleetKey     string  `json:"fleet_key"` // the key's fingerprint, or "none"
+	MembersAlive int     `json:"members_alive"`
+	UptimeSec    float64 `json:"uptime_s"`
+}
+
+// Peer is one member in GET /v1/peers.
+type Peer struct {
+	Name           string            `json:"name"`
+	Region         string            `json:"region"`
+	Zone           string            `json:"zone"`
+	Org            string            `json:"org"`
+	CapacityPerSec int               `json:"capacity"`
+	CPUs           int               `json:"cpus"`
+	Tags           map[string]string `json:"tags,omitempty"`
+	State          string            `json:"state"`   // alive, suspect, dead or left
+	Address        string            `json:"address"` // gossip address
+	PeerID         string            `json:"peer_id"`
+	P2PAddrs       []string          `json:"p2p_addrs"`
+	Version        string            `json:"version"`
+	Self           bool              `json:"self"`
+	Since          time.Time         `json:"since"` // when this node saw the state change
+}
+
+// Peers is the answer of GET /v1/peers.
+type Peers struct {
+	Peers []Peer `json:"peers"`
+}
+
+func (n *Node) routes() {
+	n.mux.HandleFunc("GET /v1/health", n.handleHealth)
+	n.mux.HandleFunc("GET /v1/peers", n.handlePeers)
+}
+
+func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
+	fleet := "private"
+	if n.fleetKey.IsZero() {
+		fleet = "open"
+	}
+	writeJSON(w, http.StatusOK, Health{
+		Status: "ok", Name: n.cfg.Name, PeerID: n.sw.PeerID(), Version: n.cfg.Version,
+		Gossip: n.sw.GossipAddr(), Fleet: fleet, FleetKey: n.fleetKey.Fingerprint(), MembersAlive: n.sw.NumAlive(),
+		UptimeSec: time.Since(n.started).Seconds(),
+	})
+}
+
+func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
+	members := n.sw.Members()
+	out := Peers{Peers: make([]Peer, 0, len(members))}
+	for _, m := range members {
+		out.Peers = append(out.Peers, Peer{
+			Name: m.Name, Region: m.Meta.Region, Zone: m.Meta.Zone, Org: m.Meta.Org,
+			CapacityPerSec: m.Meta.CapacityPerSec, CPUs: m.Meta.CPUs, Tags: m.Meta.Tags,
+			State: m.State.String(), Address: m.Addr, PeerID: m.PeerID, P2PAddrs: m.P2PAddrs,
+			Version: m.Version, Self: m.Self, Since: m.Since.UTC(),
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,262 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Default addresses.
+const (
+	DefaultBind = "0.0.0.0:7946"   // gossip on 7946 (UDP+TCP), libp2p on 7947 (TCP)
+	DefaultAPI  = "127.0.0.1:7070" // loopback: the API has no authentication
+)
+
+// Config configures one node process. Each field says its flag, its
+// environment variable and its default; DefaultConfig returns the defaults.
+// New copies the config and never writes into it.
+type Config struct {
+	// Name is the node's name, unique in the fleet. --name, SWARM_NAME.
+	// Default: the host name.
+	Name string `yaml:"name"`
+	// Region, Zone and Org describe where the node runs and who runs it;
+	// scheduler rules split load by them. --region/--zone/--org,
+	// SWARM_REGION/SWARM_ZONE/SWARM_ORG. Default empty.
+	Region string `yaml:"region"`
+	Zone   string `yaml:"zone"`
+	Org    string `yaml:"org"`
+	// CapacityPerSec is the most requests per second this node will
+	// generate. --capacity, SWARM_CAPACITY. Default 1000.
+	CapacityPerSec int `yaml:"capacity"`
+	// Tags are free-form labels (k=v). --tag (repeatable), SWARM_TAGS
+	// ("k=v,k2=v2"). Default none.
+	Tags map[string]string `yaml:"tags"`
+
+	// DataDir holds the node's identity (identity.key) and, later, its
+	// stores. --data-dir, SWARM_DATA_DIR. Default ~/.loadswarm.
+	DataDir string `yaml:"data_dir"`
+	// Bind is the address for gossip and libp2p, host:port: gossip uses the
+	// port, libp2p the port+1; port 0 picks free ports for both. --bind,
+	// SWARM_BIND. Default 0.0.0.0:7946.
+	Bind string `yaml:"bind"`
+	// Advertise is the IP address other nodes reach this one at, when it
+	// differs from Bind's (NAT, containers). --advertise, SWARM_ADVERTISE.
+	// Default: Bind's IP, or a private address of the host for 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+	// API is the local HTTP API's listen address. --api, SWARM_API.
+	// Default 127.0.0.1:7070.
+	API string `yaml:"api"`
+	// FleetKeyFile is the fleet key (from `swarm keygen`). Empty runs an
+	// open fleet. --fleet-key, SWARM_FLEET_KEY.
+	FleetKeyFile string `yaml:"fleet_key"`
+	// Seeds are gossip addresses (host or host:port) of members to join.
+	// Arguments of `swarm join`, SWARM_SEEDS ("a:7946,b:7946"). Default
+	// none: the node starts a new fleet.
+	Seeds []string `yaml:"seeds"`
+	// Profile picks the failure detector's timing: "lan" (default: a death
+	// is seen in about 2 s), "wan" (fleets across continents: about 10 s)
+	// or "local" (nodes on one host, tests). SWARM_PROFILE.
+	Profile string `yaml:"profile"`
+	// LogLevel is debug, info, warn or error. --log-level, SWARM_LOG_LEVEL.
+	// Default info.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json. --log-format, SWARM_LOG_FORMAT. Default text.
+	LogFormat string `yaml:"log_format"`
+
+	// Version is the software version that the node reports. Set by the CLI.
+	Version string `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	name, _ := os.Hostname()
+	dataDir := ".loadswarm"
+	if home, err := os.UserHomeDir(); err == nil {
+		dataDir = filepath.Join(home, ".loadswarm")
+	}
+	return Config{
+		Name:           name,
+		CapacityPerSec: 1000,
+		DataDir:        dataDir,
+		Bind:           DefaultBind,
+		API:            DefaultAPI,
+		Profile:        "lan",
+		LogLevel:       "info",
+		LogFormat:      "text",
+		Version:        "dev",
+	}
+}
+
+// Clone returns a deep copy.
+func (c Config) Clone() Config {
+	c.Tags = maps.Clone(c.Tags)
+	c.Seeds = slices.Clone(c.Seeds)
+	return c
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name: required (--name)"))
+	}
+	if c.CapacityPerSec < 0 {
+		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
+	}
+	for k := range c.Tags {
+		if k == "" || strings.ContainsAny(k, "=,") {
+			errs = append(errs, fmt.Errorf("tag key %q: must be non-empty, without '=' or ','", k))
+		}
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir: required (--data-dir)"))
+	}
+	if _, _, err := splitBind(c.Bind); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Advertise != "" {
+		if ip := net.ParseIP(c.Advertise); ip == nil || ip.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("advertise %q: not a usable IP address", c.Advertise))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.API); err != nil {
+		errs = append(errs, fmt.Errorf("api %q: want host:port: %v", c.API, err))
+	}
+	for _, s := range c.Seeds {
+		if s == "" {
+			errs = append(errs, errors.New("seeds: empty address"))
+		}
+	}
+	switch c.Profile {
+	case "", "lan", "wan", "local":
+	default:
+		errs = append(errs, fmt.Errorf("profile %q: want lan, wan or local", c.Profile))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// splitBind parses host[:port]; the port defaults to 7946.
+func splitBind(bind string) (ip string, port int, err error) {
+	host, p, err := net.SplitHostPort(bind)
+	if err != nil {
+		host, p = bind, "7946"
+		if strings.HasPrefix(bind, "[") && strings.HasSuffix(bind, "]") {
+			host = bind[1 : len(bind)-1]
+		}
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("bind %q: want an IP address and optional port, e.g. 0.0.0.0:7946", bind)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65534 {
+		return "", 0, fmt.Errorf("bind %q: bad port (0 to 65534; libp2p takes the next one)", bind)
+	}
+	return host, port, nil
+}
+
+// LoadConfigFile reads a YAML config file over c: fields the file sets
+// replace c's, the rest keep their values. Unknown fields are an error (a
+// typo must not pass silently).
+func LoadConfigFile(path string, c *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(b) > 1<<20 {
+		return fmt.Errorf("config %s: larger than 1 MiB", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// ApplyEnv sets the fields whose SWARM_* variable is set (see Config);
+// lookup is os.LookupEnv in production.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	var errs []error
+	str := func(key string, dst *string) {
+		if v, ok := lookup(key); ok {
+			*dst = v
+		}
+	}
+	str("SWARM_NAME", &c.Name)
+	str("SWARM_REGION", &c.Region)
+	str("SWARM_ZONE", &c.Zone)
+	str("SWARM_ORG", &c.Org)
+	str("SWARM_DATA_DIR", &c.DataDir)
+	str("SWARM_BIND", &c.Bind)
+	str("SWARM_ADVERTISE", &c.Advertise)
+	str("SWARM_API", &c.API)
+	str("SWARM_FLEET_KEY", &c.FleetKeyFile)
+	str("SWARM_PROFILE", &c.Profile)
+	str("SWARM_LOG_LEVEL", &c.LogLevel)
+	str("SWARM_LOG_FORMAT", &c.LogFormat)
+	if v, ok := lookup("SWARM_CAPACITY"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SWARM_CAPACITY=%q: not an integer", v))
+		}
+		c.CapacityPerSec = n
+	}
+	if v, ok := lookup("SWARM_TAGS"); ok {
+		tags, err := ParseTags(splitList(v))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SWARM_TAGS: %w", err))
+		}
+		c.Tags = tags
+	}
+	if v, ok := lookup("SWARM_SEEDS"); ok {
+		c.Seeds = splitList(v)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseTags parses k=v pairs.
+func ParseTags(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	tags := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("tag %q: want key=value", p)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

@@ -1,0 +1,271 @@
+// Package node runs one Loadswarm process: it loads the config, the
+// identity and the fleet key from disk, starts the swarm, joins the fleet
+// and serves the local HTTP API. Later parts (tests, scheduler, storage)
+// plug in by registering routes on Mux and using Swarm.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/loadswarm/loadswarm/swarm"
+)
+
+// File names in the data directory.
+const (
+	IdentityFile = "identity.key" // the libp2p key: the node's peer id
+	AddrsFile    = "node.json"    // where a running node listens (see Addrs)
+)
+
+// Addrs is where a running node listens; Start writes it to node.json in
+// the data directory (and Close removes it) so that scripts and tests find
+// a node started with port 0.
+type Addrs struct {
+	Name   string   `json:"name"`
+	PeerID string   `json:"peer_id"`
+	API    string   `json:"api"`    // HTTP API, host:port
+	Gossip string   `json:"gossip"` // a seed for `swarm join`
+	P2P    []string `json:"p2p"`
+	PID    int      `json:"pid"`
+}
+
+// Node is one process of the fleet. Create it with New, then Start; Close
+// leaves the fleet and stops everything.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	started time.Time
+
+	sw       *swarm.Swarm
+	fleetKey swarm.FleetKey
+	srv      *http.Server
+	apiLn    net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// New validates cfg and prepares a node; nothing listens until Start.
+func New(cfg Config, logger *slog.Logger) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux()}
+	n.routes()
+	return n, nil
+}
+
+// Mux is the API's router: later parts register their routes on it before
+// Start.
+func (n *Node) Mux() *http.ServeMux { return n.mux }
+
+// Swarm returns the node's swarm; nil before Start.
+func (n *Node) Swarm() *swarm.Swarm { return n.sw }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// APIAddr returns the HTTP API's address (with the real port when the
+// config asked for port 0); empty before Start.
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return n.apiLn.Addr().String()
+}
+
+// Start creates the data directory, loads (or creates) the identity, loads
+// the fleet key, starts the swarm and the API, and joins the seeds in the
+// background: it keeps retrying while the node is alone, so nodes may
+// start in any order.
+func (n *Node) Start(ctx context.Context) error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	id, created, err := swarm.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile))
+	if err != nil {
+		return err
+	}
+	if created {
+		n.log.Info("created a new identity", "file", filepath.Join(cfg.DataDir, IdentityFile), "peer_id", id.PeerID())
+	}
+	var key swarm.FleetKey
+	if cfg.FleetKeyFile != "" {
+		if key, err = swarm.LoadFleetKey(cfg.FleetKeyFile); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(cfg.FleetKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			n.log.Warn("fleet key file is readable by others; chmod 600 it", "file", cfg.FleetKeyFile, "mode", fi.Mode().Perm().String())
+		}
+	}
+
+	scfg, err := n.swarmConfig(id, key)
+	if err != nil {
+		return err
+	}
+	apiLn, err := net.Listen("tcp", cfg.API)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	sw, err := swarm.New(scfg)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	n.sw, n.apiLn, n.started, n.fleetKey = sw, apiLn, time.Now(), key
+	n.srv = &http.Server{
+		Handler:           n.mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.srv.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api stopped", "error", err)
+		}
+	}()
+
+	if err := n.writeAddrs(); err != nil {
+		n.log.Warn("could not write node.json", "error", err)
+	}
+	n.log.Info("node started", "api", n.APIAddr(), "gossip", sw.GossipAddr(), "data_dir", cfg.DataDir)
+
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	if len(cfg.Seeds) == 0 {
+		n.log.Info("no seeds: this node starts a new fleet; others join it with `swarm join " + sw.GossipAddr() + "`")
+	} else {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.joinLoop(jctx)
+		}()
+	}
+	return nil
+}
+
+func (n *Node) swarmConfig(id swarm.Identity, key swarm.FleetKey) (swarm.Config, error) {
+	cfg := n.cfg
+	var sc swarm.Config
+	switch cfg.Profile {
+	case "wan":
+		sc = swarm.DefaultWANConfig()
+	case "local":
+		sc = swarm.DefaultLocalConfig()
+	default:
+		sc = swarm.DefaultConfig()
+	}
+	ip, port, err := splitBind(cfg.Bind)
+	if err != nil {
+		return sc, err
+	}
+	sc.Name = cfg.Name
+	sc.BindAddr = ip
+	sc.GossipPort = port
+	sc.P2PPort = 0
+	if port != 0 {
+		sc.P2PPort = port + 1
+	}
+	sc.AdvertiseAddr = cfg.Advertise
+	sc.Identity = id
+	sc.FleetKey = key
+	sc.Version = cfg.Version
+	sc.Logger = n.log
+	sc.Meta = swarm.Meta{Region: cfg.Region, Zone: cfg.Zone, Org: cfg.Org, CapacityPerSec: cfg.CapacityPerSec, Tags: cfg.Tags}
+	return sc, nil
+}
+
+// joinLoop joins the seeds, retrying with backoff while the node is alone
+// (seeds not up yet, a partition healed, the whole fleet restarted).
+func (n *Node) joinLoop(ctx context.Context) {
+	backoff := time.Second
+	for {
+		if n.sw.NumAlive() <= 1 {
+			if _, err := n.sw.Join(n.cfg.Seeds); err != nil {
+				n.log.Warn("join failed; retrying", "error", err, "retry_in", backoff.String())
+				backoff = min(2*backoff, 30*time.Second)
+			} else {
+				backoff = time.Second
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func (n *Node) writeAddrs() error {
+	a := Addrs{
+		Name: n.cfg.Name, PeerID: n.sw.PeerID(), API: n.APIAddr(), Gossip: n.sw.GossipAddr(),
+		P2P: n.sw.P2PAddrs(), PID: os.Getpid(),
+	}
+	b, err := json.MarshalIndent(a, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.cfg.DataDir, AddrsFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadAddrs reads node.json from a running node's data directory.
+func ReadAddrs(dataDir string) (Addrs, error) {
+	var a Addrs
+	b, err := os.ReadFile(filepath.Join(dataDir, AddrsFile))
+	if err != nil {
+		return a, err
+	}
+	err = json.Unmarshal(b, &a)
+	return a, err
+}
+
+// Close leaves the fleet (others see the node as left at once, not dead),
+// then stops the API and the swarm. It is idempotent.
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed || n.sw == nil {
+		n.closed = true
+		return nil
+	}
+	n.closed = true
+	n.cancel()
+	var errs []error
+	if err := n.sw.Leave(); err != nil {
+		errs = append(errs, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("api shutdown: %w", err))
+	}
+	errs = append(errs, n.sw.Close())
+	n.wg.Wait()
+	_ = os.Remove(filepath.Join(n.cfg.DataDir, AddrsFile))
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
