@@ -42,6 +42,30 @@ type RunConfig struct {
 	// OnSecond receives each second's results once the second is over, in
 	// order, from one goroutine. It must not keep the Second.
 	OnSecond func(*storage.Second)
+	// Control, when set, lets the caller change the profile while the run
+	// goes on (a new share from the scheduler, or a stop at lease expiry).
+	Control *Control
+}
+
+// Control changes a running executor's profile. A new profile must keep
+// the past unchanged (build it with Profile.Splice): the pacer goes on
+// counting arrivals where it was.
+type Control struct {
+	p       atomic.Pointer[Profile]
+	changed chan struct{}
+}
+
+// NewControl returns a control for one run.
+func NewControl() *Control { return &Control{changed: make(chan struct{}, 1)} }
+
+// Update replaces the profile; the executor picks it up at once, even
+// while it waits for the next arrival.
+func (c *Control) Update(p Profile) {
+	c.p.Store(&p)
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
 }
 
 // Result is what a run produced.
@@ -105,7 +129,7 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		e.flushLoop(stopFlush, cfg.OnSecond)
 	}()
 
-	canceled := e.pace(ctx, NewPacer(sc.Arrivals, prof, seed), start)
+	canceled := e.pace(ctx, NewPacer(sc.Arrivals, prof, seed), start, cfg.Control)
 	close(e.jobs)
 	// Let in-flight arrivals finish: each request is bounded by its
 	// timeout, so a flow is bounded by the sum over its steps.
@@ -162,11 +186,22 @@ type executor struct {
 
 // pace is the arrival loop: the only place that sleeps. It returns true if
 // ctx ended it early.
-func (e *executor) pace(ctx context.Context, p Pacer, start time.Time) (canceled bool) {
+func (e *executor) pace(ctx context.Context, p Pacer, start time.Time, ctl *Control) (canceled bool) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	max := int64(e.sc.MaxInFlight)
-	for hits := uint64(0); ; hits++ {
+	var changed chan struct{}
+	var current *Profile
+	if ctl != nil {
+		changed = ctl.changed
+	}
+	for hits := uint64(0); ; {
+		if ctl != nil {
+			if np := ctl.p.Load(); np != nil && np != current {
+				current = np
+				p = withProfile(p, *np)
+			}
+		}
 		elapsed := time.Since(start)
 		wait, stop := p.Pace(elapsed, hits)
 		if stop {
@@ -178,11 +213,15 @@ func (e *executor) pace(ctx context.Context, p Pacer, start time.Time) (canceled
 			case <-ctx.Done():
 				timer.Stop()
 				return true
+			case <-changed:
+				timer.Stop()
+				continue // re-read the profile, then pace again
 			case <-timer.C:
 			}
 		} else if ctx.Err() != nil {
 			return true
 		}
+		hits++
 		now := time.Now()
 		if e.inFlight.Load() >= max {
 			e.rec.arrival(now, e.firstStep, true)
@@ -191,7 +230,7 @@ func (e *executor) pace(ctx context.Context, p Pacer, start time.Time) (canceled
 		e.rec.arrival(now, e.firstStep, false)
 		e.inFlight.Add(1)
 		e.wg.Add(1)
-		a := arrival{n: hits, scheduled: start.Add(elapsed + wait)}
+		a := arrival{n: hits - 1, scheduled: start.Add(elapsed + wait)}
 		select {
 		case e.jobs <- a: // an idle worker took it
 		default:

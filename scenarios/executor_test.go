@@ -267,3 +267,35 @@ func TestHTTP2(t *testing.T) {
 		t.Fatalf("want 3 tls errors, got %v", sum.ErrorsByClass)
 	}
 }
+
+// TestControlUpdate: a running executor takes a new profile mid-run without
+// a jump in arrivals: first a higher rate from 1s, then a stop at 2s.
+func TestControlUpdate(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	sc := mustParse(t, fmt.Sprintf("name: ctl\ntarget: %s\nduration: 10s\nload: {rate: 50}\nrequests: [{name: a}]\n", srv.URL))
+	ctl := NewControl()
+	start := time.Now().Add(200 * time.Millisecond)
+	done := make(chan *Result)
+	go func() {
+		r, _ := Run(context.Background(), RunConfig{Scenario: sc, Start: start, Control: ctl})
+		done <- r
+	}()
+	// Announced ahead of time, as the scheduler does: 150/s from 1s.
+	faster := NewProfile([]Segment{{Dur: 10 * time.Second, From: 150, To: 150}})
+	p := sc.Profile.Splice(time.Second, faster)
+	ctl.Update(p)
+	time.Sleep(time.Until(start.Add(1500 * time.Millisecond)))
+	ctl.Update(p.Until(2 * time.Second))
+	select {
+	case r := <-done:
+		sum := storage.Summarize(r.Series, nil)
+		// 50 in the first second, 150 in the second, then nothing.
+		if sum.Arrivals != 200 || n.Load() != 200 {
+			t.Fatalf("arrivals %d, server saw %d; want 200", sum.Arrivals, n.Load())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not stop at the new end")
+	}
+}

@@ -72,6 +72,21 @@ func (p *PoissonPacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, 
 	return at - elapsed, false
 }
 
+// withProfile moves a pacer to a new profile, keeping its arrival stream
+// (a Poisson pacer keeps its random sequence, so arrivals stay Poisson
+// across the change).
+func withProfile(p Pacer, prof Profile) Pacer {
+	switch p := p.(type) {
+	case UniformPacer:
+		return UniformPacer{Profile: prof}
+	case *PoissonPacer:
+		q := *p
+		q.Profile = prof
+		return &q
+	}
+	return p
+}
+
 // NewPacer returns the pacer for an arrivals kind ("uniform" or "poisson").
 func NewPacer(arrivals string, p Profile, seed uint64) Pacer {
 	if arrivals == ArrivalsPoisson {

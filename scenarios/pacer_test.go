@@ -196,3 +196,34 @@ func TestPoissonFollowsRamp(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileSplice(t *testing.T) {
+	s := time.Second
+	p := NewProfile([]Segment{{Dur: 10 * s, From: 0, To: 100}})
+	q := NewProfile([]Segment{{Dur: 4 * s, From: 7, To: 7}, {Start: 4 * s, Dur: 8 * s, From: 50, To: 50}})
+	sp := p.Splice(5*s, q)
+	// Before the splice, p exactly; after it, q.
+	for _, at := range []time.Duration{0, s, 4900 * time.Millisecond} {
+		if sp.Hits(at) != p.Hits(at) || sp.RateAt(at) != p.RateAt(at) {
+			t.Fatalf("at %s: spliced %v/%v, p %v/%v", at, sp.Hits(at), sp.RateAt(at), p.Hits(at), p.RateAt(at))
+		}
+	}
+	for _, at := range []time.Duration{5 * s, 6 * s, 11 * s} {
+		if math.Abs(sp.RateAt(at)-q.RateAt(at)) > 1e-9 {
+			t.Fatalf("at %s: spliced rate %v, q %v", at, sp.RateAt(at), q.RateAt(at))
+		}
+	}
+	if sp.Duration() != 12*s || math.Abs(sp.Total()-(p.Hits(5*s)+q.Total()-q.Hits(5*s))) > 1e-9 {
+		t.Fatalf("duration %s total %v", sp.Duration(), sp.Total())
+	}
+	// Until stops arrivals at the cut.
+	u := p.Until(4 * s)
+	if u.Duration() != 4*s || u.Total() != p.Hits(4*s) {
+		t.Fatalf("until: %s %v", u.Duration(), u.Total())
+	}
+	// Splicing past the end of p pads with a zero rate.
+	late := NewProfile([]Segment{{Dur: s, From: 1, To: 1}}).Splice(3*s, q)
+	if late.RateAt(2*s) != 0 || late.RateAt(3*s) != 7 {
+		t.Fatalf("padding: %v %v", late.RateAt(2*s), late.RateAt(3*s))
+	}
+}

@@ -138,3 +138,50 @@ func (p Profile) Scale(f float64) Profile {
 func (p Profile) SecondPlanned(i int64) float64 {
 	return p.Hits(time.Duration(i+1)*time.Second) - p.Hits(time.Duration(i)*time.Second)
 }
+
+// Splice returns a profile that follows p before at and q from at on. The
+// expected arrivals before at are p's, so a pacer that has issued n
+// arrivals under p can go on under the spliced profile without a jump: this
+// is how a node takes a new share mid-test.
+func (p Profile) Splice(at time.Duration, q Profile) Profile {
+	var segs []Segment
+	for _, s := range p.segs {
+		if s.Start >= at {
+			break
+		}
+		if end := s.Start + s.Dur; end > at {
+			s = s.cut(s.Start, at)
+		}
+		segs = append(segs, s)
+	}
+	if len(segs) > 0 {
+		last := segs[len(segs)-1]
+		if gap := at - (last.Start + last.Dur); gap > 0 {
+			segs = append(segs, Segment{Start: last.Start + last.Dur, Dur: gap})
+		}
+	} else if at > 0 {
+		segs = append(segs, Segment{Dur: at})
+	}
+	for _, s := range q.segs {
+		end := s.Start + s.Dur
+		if end <= at {
+			continue
+		}
+		if s.Start < at {
+			s = s.cut(at, end)
+		}
+		segs = append(segs, s)
+	}
+	return NewProfile(segs)
+}
+
+// cut returns the part of s over [from, to), with its rates interpolated.
+func (s Segment) cut(from, to time.Duration) Segment {
+	rate := func(t time.Duration) float64 {
+		return s.From + (s.To-s.From)*float64(t-s.Start)/float64(s.Dur)
+	}
+	return Segment{Start: from, Dur: to - from, From: rate(from), To: rate(to)}
+}
+
+// Until returns p cut at at: no arrivals from then on.
+func (p Profile) Until(at time.Duration) Profile { return p.Splice(at, Profile{}) }

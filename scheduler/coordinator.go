@@ -1,0 +1,291 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/loadswarm/loadswarm/scenarios"
+)
+
+// CoordinatorConfig tunes a test's scheduler.
+type CoordinatorConfig struct {
+	// LeaseTTL is how long a node keeps sending after its last lease.
+	// Default 3s: three missed renewals.
+	LeaseTTL time.Duration
+	// LeaseEvery is how often leases are renewed. Default 1s.
+	LeaseEvery time.Duration
+	// Lead is how far ahead a plan is announced, so every node has it
+	// before it applies. Default 2s.
+	Lead time.Duration
+	// Margin is added to a lost node's lease expiry before its share
+	// moves, for delivery delays. Default 500ms.
+	Margin time.Duration
+}
+
+// DefaultCoordinatorConfig returns the defaults.
+func DefaultCoordinatorConfig() CoordinatorConfig {
+	return CoordinatorConfig{LeaseTTL: 3 * time.Second, LeaseEvery: time.Second, Lead: 2 * time.Second, Margin: 500 * time.Millisecond}
+}
+
+// Validate reports every bad field.
+func (c CoordinatorConfig) Validate() error {
+	var errs []error
+	if c.LeaseEvery <= 0 || c.LeaseTTL < 2*c.LeaseEvery {
+		errs = append(errs, fmt.Errorf("lease: TTL %s must be at least twice the renewal period %s", c.LeaseTTL, c.LeaseEvery))
+	}
+	if c.Lead < 0 || c.Margin < 0 {
+		errs = append(errs, errors.New("lead and margin must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Test is what a scheduler needs to know of a test.
+type Test struct {
+	ID           string
+	Profile      scenarios.Profile
+	Distribution *scenarios.Distribution
+	Seed         uint64
+}
+
+// View is the fleet as the scheduler's node sees it at one tick.
+type View struct {
+	Alive   map[string]Member // alive members by id, this node included
+	Stopped map[string]string // nodes that reported they stopped, and why
+}
+
+// Output is what a tick asks the driver to send.
+type Output struct {
+	Plan  *Plan  // a new plan to publish, if any
+	Lease *Lease // a lease to publish, if any
+	// Note says what the scheduler did or could not do, for the log.
+	Note string
+}
+
+// Coordinator is the scheduler of one test: a state machine the driver
+// feeds with time and the fleet view (Tick), and whose outputs it
+// publishes. It does no I/O and reads no clock. Not safe for concurrent
+// use.
+//
+// Its rules keep the no-overshoot guarantee: a lost node's share moves only
+// once that node's lease has run out (the last lease that named it, plus
+// LeaseTTL and Margin), and only while the scheduler sees a majority of the
+// test's nodes; without a majority it renews no lease at all, so every node,
+// its own included, stops by itself.
+type Coordinator struct {
+	cfg   CoordinatorConfig
+	test  Test
+	self  string
+	plan  *Plan
+	nodes map[string]bool // every node that ever had a share: the majority's base
+
+	lastLeased map[string]time.Time // last lease naming the node
+	lost       map[string]string    // nodes whose share is gone, and why
+	moved      map[string]bool      // lost nodes whose share was reassigned
+	lastLease  time.Time
+	noMajority bool
+}
+
+// NewCoordinator makes self the scheduler of a test.
+func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Coordinator{cfg: cfg, test: t, self: self, nodes: map[string]bool{},
+		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}}, nil
+}
+
+// Plan returns the current plan (nil before Begin or Resume).
+func (c *Coordinator) Plan() *Plan { return c.plan }
+
+// Begin makes the first plan: the test starts Lead from now. An infeasible
+// split is an error (the test is refused with the reason).
+func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
+	sp, err := SplitRate(c.test.Profile, members(v, nil), c.test.Distribution, c.test.Seed)
+	if err != nil {
+		return nil, err
+	}
+	c.plan = &Plan{TestID: c.test.ID, Epoch: 1, Scheduler: c.self, Start: now.Add(c.cfg.Lead),
+		Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit}
+	for _, s := range c.plan.Shares {
+		c.nodes[s.Node] = true
+	}
+	return c.plan, nil
+}
+
+// Resume takes over a test from a scheduler that is gone: the plan every
+// node holds continues under a new epoch. Every node may have been leased
+// by the old scheduler just now, so their leases count from now.
+func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
+	np := *p
+	np.Epoch = p.Epoch + 1
+	np.Scheduler = c.self
+	c.plan = &np
+	for _, s := range np.Shares {
+		c.nodes[s.Node] = true
+		c.lastLeased[s.Node] = now
+	}
+	return c.plan
+}
+
+// Tick advances the scheduler to now.
+func (c *Coordinator) Tick(now time.Time, v View) Output {
+	var out Output
+	if c.plan == nil {
+		return out
+	}
+	// Who is gone?
+	for _, s := range c.plan.Shares {
+		if _, gone := c.lost[s.Node]; gone {
+			continue
+		}
+		if _, ok := v.Alive[s.Node]; !ok {
+			c.lost[s.Node] = "not alive in the fleet"
+		} else if why, ok := v.Stopped[s.Node]; ok {
+			c.lost[s.Node] = "stopped: " + why
+		}
+	}
+	alive := 0
+	for n := range c.nodes {
+		if _, ok := v.Alive[n]; ok {
+			if _, gone := c.lost[n]; !gone {
+				alive++
+			}
+		}
+	}
+	if alive*2 <= len(c.nodes) {
+		if !c.noMajority {
+			out.Note = fmt.Sprintf("sees %d of the test's %d nodes: no majority, no leases (every share stops at its lease expiry)", alive, len(c.nodes))
+		}
+		c.noMajority = true
+		return out
+	}
+	c.noMajority = false
+
+	// Move the shares of lost nodes whose leases have run out.
+	var ready []string
+	for n := range c.lost {
+		if c.moved[n] {
+			continue
+		}
+		if _, had := c.plan.Share(n); !had {
+			continue
+		}
+		if now.After(c.lastLeased[n].Add(c.cfg.LeaseTTL + c.cfg.Margin)) {
+			ready = append(ready, n)
+		}
+	}
+	if len(ready) > 0 {
+		sort.Strings(ready)
+		p, note := c.replan(now, v, ready)
+		out.Plan, out.Note = p, note
+	}
+
+	if now.Sub(c.lastLease) >= c.cfg.LeaseEvery || out.Plan != nil {
+		l := &Lease{TestID: c.test.ID, Epoch: c.plan.Epoch, Scheduler: c.self, TTL: c.cfg.LeaseTTL}
+		for _, s := range c.plan.Shares {
+			if _, gone := c.lost[s.Node]; !gone {
+				l.Nodes = append(l.Nodes, s.Node)
+				c.lastLeased[s.Node] = now
+			}
+		}
+		c.lastLease = now
+		out.Lease = l
+	}
+	return out
+}
+
+// replan splits the rest of the test over the survivors (and members that
+// joined since, if the rules select them), effective Lead from now.
+func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, string) {
+	for _, n := range lost {
+		c.moved[n] = true
+	}
+	eff := now.Add(c.cfg.Lead).Sub(c.plan.Start)
+	if eff < 0 {
+		eff = 0
+	}
+	if eff >= c.test.Profile.Duration() {
+		return nil, fmt.Sprintf("lost %v near the end of the test: nothing to move", lost)
+	}
+	rest := scenarios.Profile{}.Splice(eff, c.test.Profile)
+	exclude := map[string]bool{}
+	for n := range c.lost {
+		exclude[n] = true
+	}
+	cands := members(v, exclude)
+	sp, err := SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+	note := ""
+	if errors.Is(err, ErrInfeasible) {
+		// Take what the survivors can carry: under the target, never over
+		// anybody's capacity.
+		var capSum float64
+		for _, m := range cands {
+			capSum += m.Info.Capacity
+		}
+		sp, err = SplitRate(clamp(rest, capSum), cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+		note = fmt.Sprintf(" (only %s/s of capacity left: the rate stays lower)", fmtRate(capSum))
+	}
+	if err != nil {
+		// Keep the survivors' shares: the rate dips, but never overshoots.
+		np := *c.plan
+		np.Epoch++
+		np.Shares = nil
+		for _, s := range c.plan.Shares {
+			if !exclude[s.Node] {
+				np.Shares = append(np.Shares, s)
+			}
+		}
+		np.Effective = eff
+		c.plan = &np
+		return c.plan, fmt.Sprintf("lost %v; the others cannot carry their share (%v): the rate stays lower", lost, err)
+	}
+	excluded := sp.Excluded
+	for n, why := range c.lost {
+		excluded[n] = "lost: " + why
+	}
+	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
+		Effective: eff, Shares: wireShares(sp), Excluded: excluded, Unit: sp.Unit}
+	for _, s := range c.plan.Shares {
+		if !c.nodes[s.Node] {
+			c.nodes[s.Node] = true
+			c.lastLeased[s.Node] = now
+		}
+	}
+	return c.plan, fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(c.plan.Shares), eff.Round(time.Millisecond), note)
+}
+
+// clamp caps every rate of p at max. A segment crossing max is clamped at
+// both ends, so it stays under both max and p.
+func clamp(p scenarios.Profile, max float64) scenarios.Profile {
+	segs := p.Segments()
+	for i := range segs {
+		segs[i].From = min(segs[i].From, max)
+		segs[i].To = min(segs[i].To, max)
+	}
+	return scenarios.NewProfile(segs)
+}
+
+func members(v View, exclude map[string]bool) []Member {
+	out := make([]Member, 0, len(v.Alive))
+	for id, m := range v.Alive {
+		if exclude[id] {
+			continue
+		}
+		if _, stopped := v.Stopped[id]; stopped {
+			continue
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}
+
+func wireShares(sp *Split) []PlanShare {
+	out := make([]PlanShare, len(sp.Shares))
+	for i, s := range sp.Shares {
+		out[i] = PlanShare{Node: s.Node, Region: s.Region, Segments: toWire(s.Segments), Seed: s.Seed}
+	}
+	return out
+}

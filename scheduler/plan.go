@@ -1,0 +1,143 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/loadswarm/loadswarm/scenarios"
+)
+
+// Wire versions of the bodies below (swarm.Envelope.Version).
+const WireVersion = 1
+
+// Plan is a test's split as its scheduler decided it: who sends what, from
+// when. Nodes follow the plan with the highest epoch; a plan with a higher
+// epoch replaces the shares of the previous one from Effective on.
+type Plan struct {
+	TestID    string        `cbor:"1,keyasint"`
+	Epoch     uint64        `cbor:"2,keyasint"`
+	Scheduler string        `cbor:"3,keyasint"` // the scheduler's node id
+	Start     time.Time     `cbor:"4,keyasint"` // the test's time 0: every node starts its share then
+	Effective time.Duration `cbor:"5,keyasint"` // offset into the test from which these shares apply
+	Shares    []PlanShare   `cbor:"6,keyasint"`
+	// Excluded says why a member takes no part (not selected, declined,
+	// capacity 0, lost).
+	Excluded map[string]string `cbor:"7,keyasint,omitempty"`
+	Unit     float64           `cbor:"8,keyasint,omitempty"`
+}
+
+// PlanShare is one node's share on the wire.
+type PlanShare struct {
+	Node     string        `cbor:"1,keyasint"`
+	Region   string        `cbor:"2,keyasint,omitempty"`
+	Segments []WireSegment `cbor:"3,keyasint"`
+	Seed     uint64        `cbor:"4,keyasint"`
+}
+
+// WireSegment is a profile segment on the wire (nanoseconds).
+type WireSegment struct {
+	Start int64   `cbor:"1,keyasint"`
+	Dur   int64   `cbor:"2,keyasint"`
+	From  float64 `cbor:"3,keyasint"`
+	To    float64 `cbor:"4,keyasint"`
+}
+
+// Limits on plans from the network.
+const (
+	MaxShares   = 100_000
+	MaxSegments = 20_000
+)
+
+// Profile returns the share's profile.
+func (s PlanShare) Profile() scenarios.Profile {
+	segs := make([]scenarios.Segment, len(s.Segments))
+	for i, g := range s.Segments {
+		segs[i] = scenarios.Segment{Start: time.Duration(g.Start), Dur: time.Duration(g.Dur), From: g.From, To: g.To}
+	}
+	return scenarios.NewProfile(segs)
+}
+
+// Share returns the plan's share for a node.
+func (p *Plan) Share(node string) (PlanShare, bool) {
+	for _, s := range p.Shares {
+		if s.Node == node {
+			return s, true
+		}
+	}
+	return PlanShare{}, false
+}
+
+// Nodes lists the nodes with a share.
+func (p *Plan) Nodes() []string {
+	out := make([]string, len(p.Shares))
+	for i, s := range p.Shares {
+		out[i] = s.Node
+	}
+	return out
+}
+
+// Validate checks a plan received from a peer: nothing in it may make a
+// node misbehave.
+func (p *Plan) Validate() error {
+	var errs []error
+	if p.TestID == "" || p.Scheduler == "" || p.Epoch == 0 {
+		errs = append(errs, errors.New("plan: test id, scheduler and epoch are required"))
+	}
+	if p.Effective < 0 {
+		errs = append(errs, errors.New("plan: effective offset is negative"))
+	}
+	if len(p.Shares) > MaxShares {
+		errs = append(errs, fmt.Errorf("plan: %d shares, over %d", len(p.Shares), MaxShares))
+	}
+	for i, s := range p.Shares {
+		if s.Node == "" {
+			errs = append(errs, fmt.Errorf("plan: shares[%d]: no node", i))
+		}
+		if len(s.Segments) > MaxSegments {
+			errs = append(errs, fmt.Errorf("plan: shares[%d]: %d segments, over %d", i, len(s.Segments), MaxSegments))
+			continue
+		}
+		var at int64
+		for j, g := range s.Segments {
+			if g.Start != at || g.Dur <= 0 || !(g.From >= 0) || !(g.To >= 0) || g.From > scenarios.MaxRate || g.To > scenarios.MaxRate {
+				errs = append(errs, fmt.Errorf("plan: shares[%d].segments[%d]: not contiguous, or a bad rate", i, j))
+				break
+			}
+			at += g.Dur
+		}
+		if time.Duration(at) > scenarios.MaxDuration {
+			errs = append(errs, fmt.Errorf("plan: shares[%d]: longer than %s", i, scenarios.MaxDuration))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func toWire(segs []scenarios.Segment) []WireSegment {
+	out := make([]WireSegment, len(segs))
+	for i, g := range segs {
+		out[i] = WireSegment{Start: int64(g.Start), Dur: int64(g.Dur), From: g.From, To: g.To}
+	}
+	return out
+}
+
+// Lease renews the shares of the listed nodes for TTL from its receipt.
+// Receipt time, not the sender's clock, starts the TTL, so clock skew
+// between hosts does not stretch a lease.
+type Lease struct {
+	TestID    string        `cbor:"1,keyasint"`
+	Epoch     uint64        `cbor:"2,keyasint"`
+	Scheduler string        `cbor:"3,keyasint"`
+	TTL       time.Duration `cbor:"4,keyasint"`
+	Nodes     []string      `cbor:"5,keyasint"`
+}
+
+// Holds reports whether the lease renews node's share.
+func (l *Lease) Holds(node string) bool {
+	for _, n := range l.Nodes {
+		if n == node {
+			return true
+		}
+	}
+	return false
+}
