@@ -69,9 +69,13 @@ type Step struct {
 	Timeout time.Duration
 	Checks  []*Check
 	Extract []Extract
-	// needBody / needJSON say whether a check or extraction reads the
-	// body, so that other steps only count and discard it.
-	needBody, needJSON bool
+	// needBody / needJSON / needHeaders say whether a check or extraction
+	// reads them, so that other steps only count and discard the body and
+	// build no header map.
+	needBody, needJSON, needHeaders bool
+	// staticURL is the parsed URL when it has no template hole: parsed
+	// once, not per request.
+	staticURL *url.URL
 }
 
 // Check is one compiled check expression.
@@ -439,8 +443,7 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 				continue
 			}
 			st.Checks = append(st.Checks, &Check{Src: c, prog: p})
-			st.needBody = st.needBody || uses(p, "body")
-			st.needJSON = st.needJSON || uses(p, "json")
+			st.noteUses(p)
 		}
 		names := make([]string, 0, len(rs.Extract))
 		for k := range rs.Extract {
@@ -459,9 +462,15 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 				continue
 			}
 			st.Extract = append(st.Extract, Extract{Name: k, Src: src, prog: p})
-			st.needBody = st.needBody || uses(p, "body")
-			st.needJSON = st.needJSON || uses(p, "json")
+			st.noteUses(p)
 			sc.hasExtract = true
+		}
+		if st.URL != nil && st.URL.Static() {
+			u, err := url.Parse(st.URL.String())
+			if err != nil || u.Host == "" {
+				errs.add(path+".path", "%q does not make a valid URL", st.URL.String())
+			}
+			st.staticURL = u
 		}
 		sc.Steps = append(sc.Steps, st)
 	}
@@ -505,4 +514,10 @@ func compileDistribution(errs *problems, d DistributionSpec) *Distribution {
 		}
 	}
 	return out
+}
+
+func (st *Step) noteUses(p *vm.Program) {
+	st.needBody = st.needBody || uses(p, "body")
+	st.needJSON = st.needJSON || uses(p, "json")
+	st.needHeaders = st.needHeaders || uses(p, "headers")
 }

@@ -369,10 +369,12 @@ func (w *worker) readBody(r io.Reader) ([]byte, error) {
 func (w *worker) inspect(st *Step, resp *http.Response, body []byte, service time.Duration) string {
 	w.renv = ResponseEnv{
 		Status:   resp.StatusCode,
-		Headers:  flatHeaders(resp.Header),
 		Duration: float64(service) / float64(time.Millisecond),
 		Vars:     w.env.Vars,
 		Arrival:  w.env.Arrival,
+	}
+	if st.needHeaders {
+		w.renv.Headers = flatHeaders(resp.Header)
 	}
 	if st.needBody {
 		w.renv.Body = string(body)
@@ -416,9 +418,12 @@ func flatHeaders(h http.Header) map[string]string {
 // request builds a step's request from its templates. It returns the body
 // length for the bytes-out counter.
 func (w *worker) request(st *Step) (*http.Request, int64, error) {
-	u, err := st.URL.Render(&w.m, &w.env)
-	if err != nil {
-		return nil, 0, err
+	var u string
+	if st.staticURL == nil {
+		var err error
+		if u, err = st.URL.Render(&w.m, &w.env); err != nil {
+			return nil, 0, err
+		}
 	}
 	var body io.Reader
 	var n int64
@@ -429,9 +434,22 @@ func (w *worker) request(st *Step) (*http.Request, int64, error) {
 		}
 		body, n = strings.NewReader(b), int64(len(b))
 	}
-	req, err := http.NewRequest(st.Method, u, body)
-	if err != nil {
-		return nil, 0, err
+	var req *http.Request
+	if st.staticURL != nil {
+		// The URL is shared read-only: the transport never changes it.
+		req = &http.Request{Method: st.Method, URL: st.staticURL, Host: st.staticURL.Host,
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: make(http.Header, 2)}
+		if body != nil {
+			b := body.(*strings.Reader)
+			req.Body, req.ContentLength = io.NopCloser(b), b.Size()
+			snapshot := *b
+			req.GetBody = func() (io.ReadCloser, error) { r := snapshot; return io.NopCloser(&r), nil }
+		}
+	} else {
+		var err error
+		if req, err = http.NewRequest(st.Method, u, body); err != nil {
+			return nil, 0, err
+		}
 	}
 	for _, hs := range []map[string]*Template{w.e.sc.Headers, st.Headers} {
 		for k, t := range hs {

@@ -53,6 +53,9 @@ func TestRunRateAccuracy(t *testing.T) {
 	if sum.Requests != rate*secs || sum.Errors != 0 || sum.Dropped != 0 || sum.Arrivals != rate*secs || sum.Planned != rate*secs {
 		t.Fatalf("summary %+v", sum)
 	}
+	if math.Abs(sum.Rate.Achieved-rate)/rate > 0.01 || sum.Rate.Target != rate {
+		t.Fatalf("report says target %.1f/s achieved %.1f/s, want %d/s", sum.Rate.Target, sum.Rate.Achieved, rate)
+	}
 	// Achieved rate seen by the server: arrivals over the span between the
 	// first and the last, within 1% of the target.
 	n := len(log.times)

@@ -15,7 +15,7 @@ type Summary struct {
 	StatusClasses map[string]int64 `json:"status"`          // Dim.Status ("2xx") -> Requests, for requests with a response
 	BytesIn       int64            `json:"bytes_in"`
 	BytesOut      int64            `json:"bytes_out"`
-	DurationSec   float64          `json:"duration_s"` // number of seconds covered: max T - min T + 1, 0 when empty
+	DurationSec   float64          `json:"duration_s"` // seconds from the first to the last with planned arrivals (see span)
 	Rate          Rate             `json:"rate"`
 	Latency       Latency          `json:"latency_ms"`
 	Service       Latency          `json:"service_ms"`
@@ -112,26 +112,44 @@ func (a *accumulator) summary(durationSec float64) Summary {
 	return s
 }
 
-// span returns the number of seconds s covers: max T - min T + 1, or 0.
+// span returns the number of seconds s covers: from the first to the last
+// second in which arrivals were planned, both included. The seconds after
+// the last arrival, where only responses come in, are not part of the
+// test's duration: counting them would dilute every rate (a 10 s test at
+// 10k/s would report 9091/s). A series with no planned arrivals (a filter
+// that kept none) spans all its seconds; an empty one spans 0.
 func span(s *Series) float64 {
-	first := true
-	var lo, hi int64
-	for t, sec := range s.Seconds {
-		if sec == nil {
-			continue
+	lo, hi, ok := bounds(s, func(sec *Second) bool {
+		for _, b := range sec.Buckets {
+			if b != nil && b.Planned > 0 {
+				return true
+			}
 		}
-		if first || t < lo {
-			lo = t
-		}
-		if first || t > hi {
-			hi = t
-		}
-		first = false
+		return false
+	})
+	if !ok {
+		lo, hi, ok = bounds(s, func(*Second) bool { return true })
 	}
-	if first {
+	if !ok {
 		return 0
 	}
 	return float64(hi-lo) + 1
+}
+
+func bounds(s *Series, keep func(*Second) bool) (lo, hi int64, ok bool) {
+	for t, sec := range s.Seconds {
+		if sec == nil || !keep(sec) {
+			continue
+		}
+		if !ok || t < lo {
+			lo = t
+		}
+		if !ok || t > hi {
+			hi = t
+		}
+		ok = true
+	}
+	return lo, hi, ok
 }
 
 // Summarize merges all the seconds of s, and in them the buckets whose dim

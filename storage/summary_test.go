@@ -185,3 +185,38 @@ func TestSummaryJSON(t *testing.T) {
 		t.Errorf("rate keys %v", got)
 	}
 }
+
+// TestSummarizeSpanIgnoresDrainSeconds: the seconds after the last planned
+// arrival, where only responses come in, do not dilute the rates.
+func TestSummarizeSpanIgnoresDrainSeconds(t *testing.T) {
+	s := NewSeries()
+	for i := int64(0); i < 10; i++ {
+		sec := NewSecond(i)
+		b := sec.Bucket(Dim{Step: "a"})
+		b.Planned, b.Arrivals = 100, 100
+		if err := s.Add(sec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tail := NewSecond(10)
+	b := tail.Bucket(Dim{Step: "a", Status: "2xx"})
+	b.Requests = 3
+	b.Latency, b.Service = NewHistogram(), NewHistogram()
+	for range 3 {
+		b.Latency.Record(time.Millisecond)
+		b.Service.Record(time.Millisecond)
+	}
+	if err := s.Add(tail); err != nil {
+		t.Fatal(err)
+	}
+	sum := Summarize(s, nil)
+	if sum.DurationSec != 10 || sum.Rate.Target != 100 || sum.Rate.Achieved != 100 {
+		t.Fatalf("duration %v target %v achieved %v; want 10, 100, 100", sum.DurationSec, sum.Rate.Target, sum.Rate.Achieved)
+	}
+	// A series without planned arrivals spans all its seconds.
+	only := NewSeries()
+	_ = only.Add(tail.Clone())
+	if d := Summarize(only, nil).DurationSec; d != 1 {
+		t.Fatalf("duration %v, want 1", d)
+	}
+}
