@@ -45,6 +45,7 @@ type Peers struct {
 func (n *Node) routes() {
 	n.mux.HandleFunc("GET /v1/health", n.handleHealth)
 	n.mux.HandleFunc("GET /v1/peers", n.handlePeers)
+	n.testRoutes()
 }
 
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -1,11 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -42,8 +45,52 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return p.Peers, err
 }
 
+// Submit sends a test file to the node, which validates it and announces
+// it to the fleet; target, when set, replaces the file's target.
+func (c *Client) Submit(ctx context.Context, spec []byte, target string) (string, error) {
+	path := "/v1/tests"
+	if target != "" {
+		path += "?target=" + url.QueryEscape(target)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := c.do(ctx, http.MethodPost, path, bytes.NewReader(spec), &out)
+	return out.ID, err
+}
+
+// Test returns a test's status with the fleet's seconds from since on;
+// byNode adds each node's arrivals per second.
+func (c *Client) Test(ctx context.Context, id string, since int64, byNode bool) (TestStatus, error) {
+	var st TestStatus
+	path := fmt.Sprintf("/v1/tests/%s?since=%d", url.PathEscape(id), since)
+	if byNode {
+		path += "&by=node"
+	}
+	err := c.get(ctx, path, &st)
+	return st, err
+}
+
+// Tests lists the tests the node knows, newest first.
+func (c *Client) Tests(ctx context.Context) ([]TestSummary, error) {
+	var out struct {
+		Tests []TestSummary `json:"tests"`
+	}
+	err := c.get(ctx, "/v1/tests", &out)
+	return out.Tests, err
+}
+
+// Stop stops a test on every node.
+func (c *Client) Stop(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tests/"+url.PathEscape(id), nil, nil)
+}
+
 func (c *Client) get(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, v)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
@@ -52,14 +99,21 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("node API at %s: %w (is `swarm join` running there? see --api)", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
 		return fmt.Errorf("node API %s: %w", path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("node API %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	if resp.StatusCode/100 != 2 {
+		var ae apiError
+		if json.Unmarshal(b, &ae) == nil && ae.Error != "" {
+			return errors.New(ae.Error)
+		}
+		return fmt.Errorf("node API %s: %s: %s", path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("node API %s: %w", path, err)
 	}
 	return nil

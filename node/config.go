@@ -12,8 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/loadswarm/loadswarm/scheduler"
 )
 
 // Default addresses.
@@ -73,8 +76,30 @@ type Config struct {
 	// LogFormat is text or json. --log-format, SWARM_LOG_FORMAT. Default text.
 	LogFormat string `yaml:"log_format"`
 
+	// LeaseTTL is how long this node keeps generating a share without
+	// hearing from the test's scheduler, and how long leases it gives last
+	// when it schedules. Default 3s. SWARM_LEASE_TTL.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// StartLead is how far ahead a scheduler sets a test's start (and a new
+	// share's), so every node has the plan in time. Default 2s.
+	// SWARM_START_LEAD.
+	StartLead time.Duration `yaml:"start_lead"`
+
 	// Version is the software version that the node reports. Set by the CLI.
 	Version string `yaml:"-"`
+}
+
+// coordinatorConfig is the scheduler's config from the node's.
+func (c Config) coordinatorConfig() scheduler.CoordinatorConfig {
+	cc := scheduler.DefaultCoordinatorConfig()
+	if c.LeaseTTL > 0 {
+		cc.LeaseTTL = c.LeaseTTL
+		cc.LeaseEvery = min(cc.LeaseEvery, c.LeaseTTL/3)
+	}
+	if c.StartLead > 0 {
+		cc.Lead = c.StartLead
+	}
+	return cc
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -94,6 +119,8 @@ func DefaultConfig() Config {
 		LogLevel:       "info",
 		LogFormat:      "text",
 		Version:        "dev",
+		LeaseTTL:       3 * time.Second,
+		StartLead:      2 * time.Second,
 	}
 }
 
@@ -109,6 +136,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Name == "" {
 		errs = append(errs, errors.New("name: required (--name)"))
+	}
+	if c.LeaseTTL != 0 && (c.LeaseTTL < 300*time.Millisecond || c.LeaseTTL > time.Minute) {
+		errs = append(errs, fmt.Errorf("lease ttl %s: must be 300ms..1m", c.LeaseTTL))
+	}
+	if c.StartLead < 0 || c.StartLead > time.Minute {
+		errs = append(errs, fmt.Errorf("start lead %s: must be 0..1m", c.StartLead))
 	}
 	if c.CapacityPerSec < 0 {
 		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
@@ -232,6 +265,17 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	if v, ok := lookup("SWARM_SEEDS"); ok {
 		c.Seeds = splitList(v)
 	}
+	dur := func(key string, dst *time.Duration) {
+		if v, ok := lookup(key); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: not a duration like 3s", key, v))
+			}
+			*dst = d
+		}
+	}
+	dur("SWARM_LEASE_TTL", &c.LeaseTTL)
+	dur("SWARM_START_LEAD", &c.StartLead)
 	return errors.Join(errs...)
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/swarm"
 )
 
@@ -54,6 +55,7 @@ type Node struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
+	tests    *tests
 }
 
 // New validates cfg and prepares a node; nothing listens until Start.
@@ -65,6 +67,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		logger = slog.Default()
 	}
 	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux()}
+	n.tests = newTests(n)
 	n.routes()
 	return n, nil
 }
@@ -151,6 +154,10 @@ func (n *Node) Start(ctx context.Context) error {
 
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
+	if err := n.tests.start(jctx); err != nil {
+		cancel()
+		return fmt.Errorf("tests: %w", err)
+	}
 	if len(cfg.Seeds) == 0 {
 		n.log.Info("no seeds: this node starts a new fleet; others join it with `swarm join " + sw.GossipAddr() + "`")
 	} else {
@@ -253,6 +260,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
+	n.tests.close()
 	n.cancel()
 	var errs []error
 	if err := n.sw.Leave(); err != nil {
@@ -269,3 +277,7 @@ func (n *Node) Close() error {
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
 }
+
+// transport is the HTTP transport a test's share uses on this node; nil
+// lets the executor build its own from the scenario.
+func (n *Node) transport(sc *scenarios.Scenario) http.RoundTripper { return nil }

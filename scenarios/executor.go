@@ -45,6 +45,9 @@ type RunConfig struct {
 	// Control, when set, lets the caller change the profile while the run
 	// goes on (a new share from the scheduler, or a stop at lease expiry).
 	Control *Control
+	// OnStart, when set, is called with the time the arrival loop actually
+	// began (Start, or later if the executor woke late): start skew.
+	OnStart func(time.Time)
 }
 
 // Control changes a running executor's profile. A new profile must keep
@@ -111,6 +114,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	if err := sleepUntil(ctx, start); err != nil {
 		return &Result{Series: storage.NewSeries(), Start: start, Canceled: true}, nil
+	}
+	if cfg.OnStart != nil {
+		cfg.OnStart(time.Now())
 	}
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()

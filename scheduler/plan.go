@@ -25,6 +25,9 @@ type Plan struct {
 	// capacity 0, lost).
 	Excluded map[string]string `cbor:"7,keyasint,omitempty"`
 	Unit     float64           `cbor:"8,keyasint,omitempty"`
+	// LeaseTTL is how long a node's share lasts without a renewal; the plan
+	// itself is the first lease.
+	LeaseTTL time.Duration `cbor:"9,keyasint,omitempty"`
 }
 
 // PlanShare is one node's share on the wire.
@@ -86,6 +89,9 @@ func (p *Plan) Validate() error {
 	}
 	if p.Effective < 0 {
 		errs = append(errs, errors.New("plan: effective offset is negative"))
+	}
+	if p.LeaseTTL < 0 || p.LeaseTTL > time.Minute {
+		errs = append(errs, errors.New("plan: lease TTL must be 0..1m"))
 	}
 	if len(p.Shares) > MaxShares {
 		errs = append(errs, fmt.Errorf("plan: %d shares, over %d", len(p.Shares), MaxShares))

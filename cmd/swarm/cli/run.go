@@ -28,15 +28,27 @@ type RunOptions struct {
 	Quiet bool
 	// Target replaces the file's target URL (same test, another system).
 	Target string
+	// API is the node to submit to (fleet runs).
+	API string
+	// Detach returns the test id at once instead of following the test.
+	Detach bool
+	// ByNode adds each node's arrivals per second to the live lines.
+	ByNode bool
 }
 
 // NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
 func NewCmdRun(ios IO, runF func(context.Context, *RunOptions) error) *cobra.Command {
-	opts := &RunOptions{IO: ios}
+	opts := &RunOptions{IO: ios, API: defaultAPI()}
 	cmd := &cobra.Command{
 		Use:   "run [flags] TEST.yaml",
-		Short: "Run a load test and print its merged report",
+		Short: "Run a load test on the fleet (or --local) and print its merged report",
 		Long: `Run a load test described in a YAML (or JSON) file.
+
+By default the test goes to the node whose API is at --api (one started with
+"swarm join"): it is validated, announced to the whole fleet, scheduled by one
+node, and every node sends its share of the rate. The report merges every
+node's results exactly. Ctrl-C stops the test on every node. With --local the
+test runs from this host alone, no node needed.
 
 Arrivals follow the file's load profile whatever the target's responses do
 (an open model): latency counts from each arrival's scheduled time, so a
@@ -49,7 +61,13 @@ stdout; --json prints it as JSON for scripts.
 
 Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 (a bad file, an unreachable node, an interrupted run).`,
-		Example: `  # run on this host alone
+		Example: `  # run on the fleet of the node on this host, follow it live
+  swarm run examples/spike.yaml
+
+  # submit and return the test id (then: swarm tests, swarm results ID)
+  swarm run --detach examples/spike.yaml
+
+  # run on this host alone
   swarm run --local examples/constant.yaml
 
   # the report as JSON, for CI
@@ -67,6 +85,9 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the report as JSON on stdout")
 	cmd.Flags().BoolVarP(&opts.Quiet, "quiet", "q", false, "no live progress lines")
 	cmd.Flags().StringVar(&opts.Target, "target", "", "replace the file's target base URL")
+	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
+	cmd.Flags().BoolVarP(&opts.Detach, "detach", "d", false, "submit, print the test id and return (fleet runs)")
+	cmd.Flags().BoolVar(&opts.ByNode, "by-node", false, "show each node's arrivals per second in the live lines (fleet runs)")
 	return cmd
 }
 
@@ -76,7 +97,7 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		return err
 	}
 	if !opts.Local {
-		return errors.New("submitting to a fleet is not available in this version yet: run with --local to test from this host")
+		return runFleet(ctx, opts, sc)
 	}
 	return runLocal(ctx, opts, sc)
 }

@@ -53,7 +53,7 @@ func TestRunLocalExitCodes(t *testing.T) {
 		{"pass", base + "thresholds: ['p95 < 5000', 'error_rate == 0']\n", nil, ExitOK, []string{"pass  p95 < 5000", "status: passed", "items"}},
 		{"threshold fails", base + "thresholds: ['requests > 1000000']\n", nil, ExitThresholdFailed, []string{"FAIL  requests > 1000000", "status: failed"}},
 		{"bad file", "name: x\n", nil, ExitError, nil},
-		{"no --local", base, []string{"--local=false"}, ExitError, nil},
+		{"no node at --api", base, []string{"--local=false", "--api", "127.0.0.1:1"}, ExitError, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"run", "--local", "-q"}, tc.args...)

@@ -1,0 +1,263 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/scenarios"
+)
+
+// defaultAPI is the node API address: SWARM_API, or the default.
+func defaultAPI() string {
+	if v, ok := os.LookupEnv("SWARM_API"); ok && v != "" {
+		return v
+	}
+	return node.DefaultAPI
+}
+
+// pollEvery is how often a followed test is polled.
+const pollEvery = 500 * time.Millisecond
+
+// runFleet submits a test to a node and follows it to its report.
+func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) error {
+	spec, err := os.ReadFile(opts.File)
+	if err != nil {
+		return err
+	}
+	c := node.NewClient(opts.API, nil)
+	id, err := c.Submit(ctx, spec, opts.Target)
+	if err != nil {
+		return fmt.Errorf("submit to %s: %w", opts.API, err)
+	}
+	if opts.Detach {
+		fmt.Fprintln(opts.IO.Out, id)
+		return nil
+	}
+	if !opts.Quiet {
+		fmt.Fprintf(opts.IO.ErrOut, "test %s submitted to %s: %q against %s, %s, peak %s/s\n",
+			id, opts.API, sc.Name, sc.Target, sc.Profile.Duration(), fmtRate(peakRate(sc.Profile)))
+	}
+	st, err := follow(ctx, c, id, opts)
+	if err != nil {
+		return err
+	}
+	rep := st.Report
+	if opts.JSON {
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		if err := printReport(opts.IO.Out, false, sc, rep.Report); err != nil {
+			return err
+		}
+		printNodes(opts.IO.Out, rep)
+	}
+	switch {
+	case st.State == node.StateFailed:
+		return fmt.Errorf("test %s could not run: %s", id, st.Reason)
+	case rep.Interrupted:
+		return fmt.Errorf("test %s was stopped: %s", id, st.Reason)
+	case rep.Status != scenarios.StatusPassed:
+		return ErrThresholds
+	}
+	return nil
+}
+
+// follow prints a line per second of the test until it is over; Ctrl-C
+// stops the test on the fleet.
+func follow(ctx context.Context, c *node.Client, id string, opts *RunOptions) (node.TestStatus, error) {
+	next := int64(0)
+	stopped := false
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	var planned bool
+	for {
+		if ctx.Err() != nil && !stopped {
+			stopped = true
+			fmt.Fprintf(opts.IO.ErrOut, "stopping test %s on the fleet...\n", id)
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := c.Stop(sctx, id)
+			cancel()
+			if err != nil {
+				return node.TestStatus{}, fmt.Errorf("stop %s: %w", id, err)
+			}
+		}
+		qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := c.Test(qctx, id, next, opts.ByNode)
+		cancel()
+		if err != nil {
+			return st, err
+		}
+		if !planned && st.Start != nil && !opts.Quiet {
+			planned = true
+			fmt.Fprintf(opts.IO.ErrOut, "scheduled by %s on %d node(s); starts %s\n", st.Scheduler, st.Nodes, st.Start.Local().Format("15:04:05.000"))
+			for name, why := range st.Excluded {
+				fmt.Fprintf(opts.IO.ErrOut, "  %s takes no part: %s\n", name, why)
+			}
+		}
+		over := st.Report != nil
+		for _, s := range st.Seconds {
+			if s.T < next || (!over && s.T > st.CompleteThrough) {
+				continue
+			}
+			if !opts.Quiet {
+				printSecond(opts.IO.ErrOut, s)
+			}
+			next = s.T + 1
+		}
+		if over {
+			return st, nil
+		}
+		if st.State == node.StateFailed {
+			return st, fmt.Errorf("test %s could not run: %s", id, st.Reason)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func printSecond(w io.Writer, s node.SecondStats) {
+	fmt.Fprintf(w, "%5s  target %7s/s  achieved %7s/s  p50 %8s  p95 %8s  p99 %8s  errors %d  dropped %d  nodes %d",
+		time.Duration(s.T+1)*time.Second, fmtRate(s.Target), fmtRate(s.Achieved),
+		fmtMs(s.P50), fmtMs(s.P95), fmtMs(s.P99), s.Errors, s.Dropped, s.Nodes)
+	if len(s.ByNode) > 0 {
+		names := make([]string, 0, len(s.ByNode))
+		for k := range s.ByNode {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, k := range names {
+			parts = append(parts, fmt.Sprintf("%s=%s", k, fmtRate(s.ByNode[k])))
+		}
+		fmt.Fprintf(w, "  [%s]", strings.Join(parts, " "))
+	}
+	fmt.Fprintln(w)
+}
+
+func printNodes(w io.Writer, rep *node.FleetReport) {
+	fmt.Fprintf(w, "\nnodes (start skew up to %.1fms):\n", rep.StartSkewMs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, n := range rep.Nodes {
+		state := "done"
+		switch {
+		case n.Stopped != "":
+			state = "stopped: " + n.Stopped
+		case !n.Done:
+			state = "no final word (lost?)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", n.Name, dash(n.Region), state)
+	}
+	tw.Flush()
+}
+
+// TestsOptions are the flags of `swarm tests`.
+type TestsOptions struct {
+	IO   IO
+	API  string
+	JSON bool
+}
+
+// NewCmdTests parses `swarm tests`.
+func NewCmdTests(ios IO, runF func(context.Context, *TestsOptions) error) *cobra.Command {
+	opts := &TestsOptions{IO: ios, API: defaultAPI()}
+	cmd := &cobra.Command{
+		Use:   "tests [--api ADDR] [--json]",
+		Short: "List the tests a node knows, newest first",
+		Long: `List the tests the node at --api has seen: submitted anywhere in the fleet
+while it was up. States: pending (no plan yet), running, done, failed (could
+not run: the reason says why), stopped (by swarm stop or Ctrl-C).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return testsRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func testsRun(ctx context.Context, opts *TestsOptions) error {
+	tests, err := node.NewClient(opts.API, nil).Tests(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"tests": tests})
+	}
+	tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tNODES\tSUBMITTED\tBY\tREASON")
+	for _, t := range tests {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", t.ID, t.Name, t.State, t.Nodes,
+			t.Created.Local().Format("2006-01-02 15:04:05"), t.Submitter, t.Reason)
+	}
+	return tw.Flush()
+}
+
+// StopOptions are the flags of `swarm stop`.
+type StopOptions struct {
+	IO  IO
+	API string
+	ID  string
+}
+
+// NewCmdStop parses `swarm stop`.
+func NewCmdStop(ios IO, runF func(context.Context, *StopOptions) error) *cobra.Command {
+	opts := &StopOptions{IO: ios, API: defaultAPI()}
+	cmd := &cobra.Command{
+		Use:   "stop TEST-ID [--api ADDR]",
+		Short: "Stop a test on every node",
+		Long: `Stop a running test on every node of the fleet, from any node: arrivals stop
+at once and requests in flight are cut off. The test's results so far are
+kept; its report says it was interrupted.`,
+		Example: "  swarm stop 3f2a9c1b7d4e",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.ID = args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return stopRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
+	return cmd
+}
+
+func stopRun(ctx context.Context, opts *StopOptions) error {
+	if strings.TrimSpace(opts.ID) == "" {
+		return errors.New("stop: a test id is required")
+	}
+	if err := node.NewClient(opts.API, nil).Stop(ctx, opts.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(opts.IO.Out, "stopping test %s on every node\n", opts.ID)
+	return nil
+}
+
+func init() {
+	extraCommands = append(extraCommands,
+		func(ios IO) *cobra.Command { return NewCmdTests(ios, nil) },
+		func(ios IO) *cobra.Command { return NewCmdStop(ios, nil) },
+	)
+}

@@ -1,0 +1,20 @@
+package node
+
+import "context"
+
+// Crash stops the node the way a kill -9 would, as far as one process can:
+// its shares stop at once (requests in flight cut off), and it leaves the
+// fleet without a word, so the others see it fail.
+func (n *Node) Crash() {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.closed {
+		return
+	}
+	n.closed = true
+	n.tests.close()
+	n.cancel()
+	_ = n.srv.Shutdown(context.Background())
+	_ = n.sw.Close()
+	n.wg.Wait()
+}

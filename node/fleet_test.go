@@ -1,0 +1,309 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/swarm/swarmtest"
+)
+
+// countingTarget counts the requests it gets in each second after t0.
+type countingTarget struct {
+	mu     sync.Mutex
+	t0     time.Time
+	counts map[int64]int
+	last   time.Time
+	srv    *httptest.Server
+}
+
+func newCountingTarget(t *testing.T) *countingTarget {
+	ct := &countingTarget{counts: map[int64]int{}}
+	ct.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ct.mu.Lock()
+		if !ct.t0.IsZero() {
+			ct.counts[int64(time.Since(ct.t0)/time.Second)]++
+		}
+		ct.last = time.Now()
+		ct.mu.Unlock()
+		w.Write([]byte("ok"))
+	}))
+	t.Cleanup(ct.srv.Close)
+	return ct
+}
+
+func (ct *countingTarget) setStart(t0 time.Time) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if ct.t0.IsZero() {
+		ct.t0 = t0
+	}
+}
+
+func (ct *countingTarget) snapshot() (map[int64]int, time.Time) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	out := map[int64]int{}
+	for k, v := range ct.counts {
+		out[k] = v
+	}
+	return out, ct.last
+}
+
+// fleet starts n nodes with short leases and lead times.
+func fleet(t *testing.T, n int) []*node.Node {
+	t.Helper()
+	var nodes []*node.Node
+	for i := range n {
+		c := localConfig(t, fmt.Sprintf("n%d", i), t.TempDir())
+		if i > 0 {
+			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
+		}
+		c.LeaseTTL = 1500 * time.Millisecond
+		c.StartLead = time.Second
+		nodes = append(nodes, startNode(t, c))
+	}
+	swarmtest.WaitFor(t, 10*time.Second, "fleet converges", func() (bool, string) {
+		for _, nd := range nodes {
+			if got := nd.Swarm().NumAlive(); got != n {
+				return false, fmt.Sprintf("%s sees %d", nd.Swarm().Name(), got)
+			}
+		}
+		return true, ""
+	})
+	return nodes
+}
+
+func spec(target string, rate, secs int) []byte {
+	return []byte(fmt.Sprintf("name: fleet\ntarget: %s\nduration: %ds\nload: {rate: %d}\nrequests: [{name: a, check: 'status == 200'}]\nthresholds: ['error_rate == 0']\n", target, secs, rate))
+}
+
+// waitStatus polls a node until the test is over.
+func waitOver(t *testing.T, c *node.Client, id string, timeout time.Duration) node.TestStatus {
+	t.Helper()
+	var st node.TestStatus
+	swarmtest.WaitFor(t, timeout, "test "+id+" is over", func() (bool, string) {
+		var err error
+		st, err = c.Test(context.Background(), id, 0, true)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Report != nil, st.State
+	})
+	return st
+}
+
+func waitStart(t *testing.T, c *node.Client, id string) node.TestStatus {
+	t.Helper()
+	var st node.TestStatus
+	swarmtest.WaitFor(t, 10*time.Second, "test "+id+" has a plan", func() (bool, string) {
+		var err error
+		st, err = c.Test(context.Background(), id, 0, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Start != nil, st.State
+	})
+	return st
+}
+
+func TestFleetRunSplitsAndMerges(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[3].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, 400, 5), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	st = waitOver(t, c, id, 30*time.Second)
+	rep := st.Report
+	if rep.Status != "passed" || rep.Requests != 2000 || rep.Errors != 0 || rep.Dropped != 0 {
+		t.Fatalf("report: status %s requests %d errors %d dropped %d", rep.Status, rep.Requests, rep.Errors, rep.Dropped)
+	}
+	if len(rep.Nodes) != 4 {
+		t.Fatalf("%d nodes in the report", len(rep.Nodes))
+	}
+	// The target saw the planned rate, second by second, within 2%.
+	counts, _ := ct.snapshot()
+	for s := int64(0); s < 5; s++ {
+		if math.Abs(float64(counts[s])-400) > 8 {
+			t.Errorf("second %d: target saw %d requests, want 400 ± 2%%", s, counts[s])
+		}
+	}
+	// Every node sees the same merged report.
+	other, err := node.NewClient(nodes[1].APIAddr(), nil).Test(context.Background(), id, 0, false)
+	if err != nil || other.Report == nil || other.Report.Requests != 2000 {
+		t.Fatalf("node 1's view: %+v %v", other.Report, err)
+	}
+	t.Logf("start skew %.1f ms, p99 %.2f ms", rep.StartSkewMs, rep.Latency.P99)
+}
+
+func TestFleetRefusesBadAndInfeasibleTests(t *testing.T) {
+	nodes := fleet(t, 2)
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	// A bad file is refused at submit, with the field.
+	_, err := c.Submit(context.Background(), []byte("name: x\ntarget: http://127.0.0.1:1\nduration: 1s\nload: {rate: -5}\nrequests: [{name: a}]\n"), "")
+	if err == nil || !contains(err.Error(), "load.rate: must be > 0") {
+		t.Fatalf("submit of a bad file: %v", err)
+	}
+	// More than the fleet can carry (2 x 1000/s): refused with the numbers.
+	id, err := c.Submit(context.Background(), spec("http://127.0.0.1:1", 5000, 5), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.TestStatus
+	swarmtest.WaitFor(t, 10*time.Second, "test refused", func() (bool, string) {
+		st, err = c.Test(context.Background(), id, 0, false)
+		return err == nil && st.State == node.StateFailed, st.State
+	})
+	if !contains(st.Reason, "need 5000/s") || !contains(st.Reason, "2000/s") {
+		t.Fatalf("reason: %q", st.Reason)
+	}
+	// The nodes keep running.
+	if _, err := c.Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// byName finds a node by name.
+func byName(nodes []*node.Node, name string) *node.Node {
+	for _, n := range nodes {
+		if n.Swarm().Name() == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// checkRecovery reads the target's per-second counts: no second above 105%
+// of the rate, and the seconds from recoverBy on (but the last) within 2%.
+func checkRecovery(t *testing.T, ct *countingTarget, rate, secs int, recoverBy int64) {
+	t.Helper()
+	counts, _ := ct.snapshot()
+	var line []string
+	for s := int64(0); s < int64(secs); s++ {
+		c := counts[s]
+		line = append(line, fmt.Sprint(c))
+		if float64(c) > 1.05*float64(rate) {
+			t.Errorf("second %d: %d requests, over 105%% of %d/s", s, c, rate)
+		}
+		if s >= recoverBy && s < int64(secs)-1 && math.Abs(float64(c-rate)) > 0.02*float64(rate) {
+			t.Errorf("second %d: %d requests, want %d ± 2%% after recovery", s, c, rate)
+		}
+	}
+	t.Logf("requests per second at the target: %v", line)
+}
+
+// TestFleetNodeDies: a node crashes mid-test; its share is back on the
+// survivors within seconds, and no second overshoots.
+func TestFleetNodeDies(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	const rate, secs = 200, 14
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	// Crash a node that neither schedules nor was asked: the client's node
+	// must stay up to follow the test.
+	var victim *node.Node
+	for _, n := range nodes[1:] {
+		if n.Swarm().Name() != st.Scheduler {
+			victim = n
+			break
+		}
+	}
+	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
+	victim.Crash()
+	crashedAt := time.Since(*st.Start)
+	st = waitOver(t, c, id, 40*time.Second)
+	// Death seen in ~1-2 s (local profile), lease 1.5 s + margin, lead 1 s:
+	// back to the full rate within 10 s of the crash.
+	checkRecovery(t, ct, rate, secs, int64(crashedAt/time.Second)+8)
+	if st.Epoch < 2 {
+		t.Fatalf("no re-plan after the crash (epoch %d)", st.Epoch)
+	}
+	t.Logf("crash at %s; report: %d requests, achieved %.1f/s of %.1f/s", crashedAt.Round(time.Millisecond), st.Report.Requests, st.Report.Rate.Achieved, st.Report.Rate.Target)
+}
+
+// TestFleetSchedulerDies: the scheduler crashes mid-test; the next in rank
+// takes over and the test completes.
+func TestFleetSchedulerDies(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	const rate, secs = 200, 14
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	sched := byName(nodes, st.Scheduler)
+	var watcher *node.Node
+	for _, n := range nodes {
+		if n != sched {
+			watcher = n
+			break
+		}
+	}
+	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
+	sched.Crash()
+	crashedAt := time.Since(*st.Start)
+	wc := node.NewClient(watcher.APIAddr(), nil)
+	st = waitOver(t, wc, id, 40*time.Second)
+	if st.State != node.StateDone || st.Scheduler == sched.Swarm().Name() {
+		t.Fatalf("state %s, scheduler %s (crashed: %s)", st.State, st.Scheduler, sched.Swarm().Name())
+	}
+	checkRecovery(t, ct, rate, secs, int64(crashedAt/time.Second)+8)
+}
+
+// TestFleetStop: `swarm stop` halts every node within a second.
+func TestFleetStop(t *testing.T) {
+	nodes := fleet(t, 3)
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[1].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, 100, 60), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	time.Sleep(time.Until(st.Start.Add(2 * time.Second)))
+	stopped := time.Now()
+	if err := node.NewClient(nodes[2].APIAddr(), nil).Stop(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	st = waitOver(t, c, id, 10*time.Second)
+	if st.State != node.StateStopped || !st.Report.Interrupted {
+		t.Fatalf("state %s interrupted %v", st.State, st.Report.Interrupted)
+	}
+	// Let any straggler show, then check the last request's time.
+	time.Sleep(1500 * time.Millisecond)
+	_, last := ct.snapshot()
+	if d := last.Sub(stopped); d > time.Second {
+		t.Fatalf("requests went on %s after the stop", d)
+	}
+}

@@ -1,0 +1,771 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/scheduler"
+	"github.com/loadswarm/loadswarm/storage"
+	"github.com/loadswarm/loadswarm/swarm"
+)
+
+// Test states.
+const (
+	StatePending = "pending" // announced, no plan yet
+	StateRunning = "running" // a plan exists
+	StateDone    = "done"    // every node that took part is done or gone
+	StateFailed  = "failed"  // could not run (infeasible split, bad spec)
+	StateStopped = "stopped" // stopped by a user
+)
+
+// tests runs this node's part of every test it knows: it follows plans,
+// runs its share, renews nothing unless it schedules, and gathers every
+// node's per-second results from the test's topic.
+type tests struct {
+	n     *Node
+	self  string // peer id
+	fleet *swarm.Topic
+	cfg   scheduler.CoordinatorConfig
+
+	mu    sync.Mutex
+	byID  map[string]*testRun
+	order []string // ids, oldest first
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newTests(n *Node) *tests {
+	return &tests{n: n, cfg: n.cfg.coordinatorConfig(), byID: map[string]*testRun{}}
+}
+
+func (ts *tests) start(ctx context.Context) error {
+	ts.self = ts.n.sw.PeerID()
+	ts.ctx, ts.cancel = context.WithCancel(ctx)
+	t, err := ts.n.sw.Topic(fleetTopic)
+	if err != nil {
+		return err
+	}
+	ts.fleet = t
+	sub, err := t.Subscribe(swarm.TypeTestAnnounce, swarm.TypeTestStop)
+	if err != nil {
+		return err
+	}
+	ts.n.sw.Handle(planProtocol, ts.handlePlanFetch)
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ts.ctx)
+			if err != nil {
+				return
+			}
+			ts.onFleetMessage(msg)
+		}
+	}()
+	return nil
+}
+
+func (ts *tests) close() {
+	if ts.cancel == nil {
+		return
+	}
+	ts.mu.Lock()
+	for _, r := range ts.byID {
+		r.stopRun()
+	}
+	ts.mu.Unlock()
+	ts.cancel()
+	ts.wg.Wait()
+	if ts.fleet != nil {
+		ts.fleet.Close()
+	}
+}
+
+// newID returns a short random test id.
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// submit validates a test and announces it to the fleet. The returned
+// error is the validation error, for the submitter.
+func (ts *tests) submit(ctx context.Context, spec []byte, target string) (string, error) {
+	if _, err := compileSpec(spec, target); err != nil {
+		return "", err
+	}
+	a := Announce{ID: newID(), Spec: spec, Target: target, Submitter: ts.n.cfg.Name, Created: time.Now(), Seed: mrand.Uint64() | 1}
+	if err := swarm.Publish(ctx, ts.fleet, swarm.TypeTestAnnounce, wireVersion, a.ID, a); err != nil {
+		return "", fmt.Errorf("announce: %w", err)
+	}
+	return a.ID, nil
+}
+
+func compileSpec(spec []byte, target string) (*scenarios.Scenario, error) {
+	if len(spec) > maxSpecOnWire {
+		return nil, fmt.Errorf("test file is %d bytes, over the %d byte limit", len(spec), maxSpecOnWire)
+	}
+	s, err := scenarios.DecodeSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if target != "" {
+		s.Target = target
+	}
+	return scenarios.Compile(s)
+}
+
+func (ts *tests) onFleetMessage(msg swarm.Message) {
+	switch msg.Type {
+	case swarm.TypeTestAnnounce:
+		var a Announce
+		if err := msg.DecodeBody(&a); err != nil {
+			ts.n.log.Warn("bad test announcement", "from", msg.Sender, "error", err)
+			return
+		}
+		if err := ts.admit(a); err != nil {
+			ts.n.log.Warn("test refused", "test", a.ID, "from", msg.Sender, "error", err)
+		}
+	case swarm.TypeTestStop:
+		var s Stop
+		if err := msg.DecodeBody(&s); err != nil {
+			ts.n.log.Warn("bad stop", "from", msg.Sender, "error", err)
+			return
+		}
+		if r := ts.get(s.ID); r != nil {
+			r.stop(s.Reason, s.Failed)
+		}
+	}
+}
+
+// admit starts following a test.
+func (ts *tests) admit(a Announce) error {
+	if a.ID == "" || len(a.ID) > 64 {
+		return errors.New("announcement: bad test id")
+	}
+	sc, err := compileSpec(a.Spec, a.Target)
+	if err != nil {
+		return err
+	}
+	ts.mu.Lock()
+	if _, ok := ts.byID[a.ID]; ok {
+		ts.mu.Unlock()
+		return nil
+	}
+	topic, err := ts.n.sw.Topic(fmt.Sprintf(testTopicFmt, a.ID))
+	if err != nil {
+		ts.mu.Unlock()
+		return err
+	}
+	sub, err := topic.Subscribe(swarm.TypePlan, swarm.TypeLease, swarm.TypeStats)
+	if err != nil {
+		topic.Close()
+		ts.mu.Unlock()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ts.ctx)
+	r := &testRun{
+		ts: ts, id: a.ID, ann: a, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
+		state: StatePending, results: map[string]*storage.Series{}, nodes: map[string]*nodeStatus{},
+		log: ts.n.log.With("test", a.ID),
+	}
+	ts.byID[a.ID] = r
+	ts.order = append(ts.order, a.ID)
+	ts.mu.Unlock()
+	r.log.Info("test announced", "name", sc.Name, "submitter", a.Submitter, "target", sc.Target.String())
+
+	ts.wg.Add(2)
+	go func() {
+		defer ts.wg.Done()
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			r.onMessage(msg)
+		}
+	}()
+	go func() {
+		defer ts.wg.Done()
+		r.loop()
+	}()
+	return nil
+}
+
+func (ts *tests) get(id string) *testRun {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.byID[id]
+}
+
+func (ts *tests) list() []*testRun {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := make([]*testRun, 0, len(ts.order))
+	for i := len(ts.order) - 1; i >= 0; i-- {
+		out = append(out, ts.byID[ts.order[i]])
+	}
+	return out
+}
+
+// view is the fleet as the scheduler sees it: alive members by peer id.
+func (ts *tests) view() map[string]scheduler.Member {
+	out := map[string]scheduler.Member{}
+	for _, m := range ts.n.sw.Members() {
+		if m.State != swarm.StateAlive || m.PeerID == "" {
+			continue
+		}
+		out[m.PeerID] = scheduler.Member{ID: m.PeerID, Info: scenarios.NodeInfo{
+			Name: m.Name, Region: m.Meta.Region, Zone: m.Meta.Zone, Org: m.Meta.Org,
+			Capacity: float64(m.Meta.CapacityPerSec), CPUs: m.Meta.CPUs, Tags: m.Meta.Tags,
+		}}
+	}
+	return out
+}
+
+// schedulerFor is the alive member ranked first for a test.
+func (ts *tests) schedulerFor(id string, alive map[string]scheduler.Member) string {
+	ids := make([]string, 0, len(alive))
+	for k := range alive {
+		ids = append(ids, k)
+	}
+	if len(ids) == 0 {
+		return ""
+	}
+	return scheduler.Rank(id, ids)[0]
+}
+
+func (ts *tests) handlePlanFetch(ctx context.Context, from string, req swarm.Envelope) (swarm.Envelope, error) {
+	if req.Type != swarm.TypePlanFetch {
+		return swarm.Envelope{}, fmt.Errorf("want a plan fetch, got %s", req.Type)
+	}
+	var f PlanFetch
+	if err := req.DecodeBody(&f); err != nil {
+		return swarm.Envelope{}, err
+	}
+	r := ts.get(f.TestID)
+	if r == nil {
+		return swarm.Envelope{}, fmt.Errorf("test %q: unknown here", f.TestID)
+	}
+	r.mu.Lock()
+	p := r.plan
+	r.mu.Unlock()
+	if p == nil {
+		return swarm.Envelope{}, fmt.Errorf("test %q: no plan yet", f.TestID)
+	}
+	return swarm.NewEnvelope(swarm.TypePlanResponse, wireVersion, f.TestID, p)
+}
+
+// nodeStatus is what this node knows of another node's part in a test.
+type nodeStatus struct {
+	Name      string
+	Region    string
+	Done      bool
+	Stopped   string
+	StartSkew time.Duration
+	LastT     int64 // last second reported, -1 before any
+}
+
+// testRun is one test as this node follows it.
+type testRun struct {
+	ts     *tests
+	id     string
+	ann    Announce
+	sc     *scenarios.Scenario
+	topic  *swarm.Topic
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    interface {
+		Info(string, ...any)
+		Warn(string, ...any)
+	}
+
+	mu        sync.Mutex
+	state     string
+	reason    string
+	plan      *scheduler.Plan
+	coord     *scheduler.Coordinator
+	ended     time.Time
+	results   map[string]*storage.Series // by peer id, this node's own included
+	nodes     map[string]*nodeStatus     // by peer id
+	leaseEnd  time.Time                  // this node's share stops then unless renewed
+	ownStop   string                     // why this node stopped its share early
+	running   bool                       // this node's executor is running
+	ctl       *scenarios.Control
+	runCancel context.CancelFunc
+	profile   scenarios.Profile // this node's current profile
+	fetching  bool
+}
+
+func (r *testRun) node(id string) *nodeStatus {
+	ns, ok := r.nodes[id]
+	if !ok {
+		ns = &nodeStatus{LastT: -1}
+		r.nodes[id] = ns
+	}
+	return ns
+}
+
+// loop drives the test on this node: scheduling when it ranks first,
+// watching its lease, and deciding when the test is over.
+func (r *testRun) loop() {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case now := <-tick.C:
+			if done := r.tick(now); done {
+				return
+			}
+		}
+	}
+}
+
+func (r *testRun) tick(now time.Time) (over bool) {
+	ts := r.ts
+	alive := ts.view()
+	sched := ts.schedulerFor(r.id, alive)
+
+	r.mu.Lock()
+	if r.state == StateDone || r.state == StateFailed || r.state == StateStopped {
+		r.mu.Unlock()
+		return true
+	}
+	// Become the scheduler, or stop being it.
+	if sched == ts.self && r.coord == nil {
+		c, err := scheduler.NewCoordinator(ts.cfg, ts.self, scheduler.Test{ID: r.id, Profile: r.sc.Profile, Distribution: r.sc.Distribution, Seed: r.ann.Seed})
+		if err != nil {
+			r.mu.Unlock()
+			r.fail(err.Error())
+			return true
+		}
+		if r.plan == nil {
+			p, err := c.Begin(now, scheduler.View{Alive: alive})
+			if err != nil {
+				r.mu.Unlock()
+				r.fail(err.Error())
+				return true
+			}
+			p.LeaseTTL = ts.cfg.LeaseTTL
+			r.log.Info("scheduling the test", "nodes", len(p.Shares), "start", p.Start.Format(time.RFC3339Nano))
+		} else {
+			c.Resume(now, r.plan)
+			r.log.Info("took over as the test's scheduler", "epoch", c.Plan().Epoch)
+		}
+		r.coord = c
+		p := c.Plan()
+		r.mu.Unlock()
+		r.publish(swarm.TypePlan, p)
+		r.mu.Lock()
+	} else if sched != ts.self && r.coord != nil {
+		r.log.Info("no longer ranked first: handing scheduling over", "to", sched)
+		r.coord = nil
+	}
+	var out scheduler.Output
+	if r.coord != nil {
+		stopped := map[string]string{}
+		for id, ns := range r.nodes {
+			if ns.Stopped != "" {
+				stopped[id] = ns.Stopped
+			}
+		}
+		out = r.coord.Tick(now, scheduler.View{Alive: alive, Stopped: stopped})
+		if out.Plan != nil {
+			out.Plan.LeaseTTL = ts.cfg.LeaseTTL
+		}
+	}
+	// This node's own lease.
+	expired := r.running && r.ownStop == "" && !r.leaseEnd.IsZero() && now.After(r.leaseEnd)
+	over = r.overLocked(now, alive)
+	r.mu.Unlock()
+
+	if out.Note != "" {
+		r.log.Info(out.Note)
+	}
+	if out.Plan != nil {
+		r.publish(swarm.TypePlan, out.Plan)
+	}
+	if out.Lease != nil {
+		r.publish(swarm.TypeLease, out.Lease)
+	}
+	if expired {
+		r.stopShare(now, "lease expired")
+	}
+	if over {
+		r.finish(now)
+	}
+	return over
+}
+
+// overLocked: every node with a share is done or gone, or the test is well
+// past its end.
+func (r *testRun) overLocked(now time.Time, alive map[string]scheduler.Member) bool {
+	if r.plan == nil {
+		return false
+	}
+	if now.Before(r.plan.Start.Add(r.sc.Profile.Duration())) {
+		return false
+	}
+	for id := range r.everShared() {
+		ns := r.node(id)
+		if _, ok := alive[id]; ok && !ns.Done {
+			// A slow drain is bounded by the flow's timeouts.
+			grace := r.sc.Timeout*time.Duration(len(r.sc.Steps)) + 5*time.Second
+			return now.After(r.plan.Start.Add(r.sc.Profile.Duration() + grace))
+		}
+	}
+	return true
+}
+
+// everShared is every node that had a share in a plan this node saw.
+func (r *testRun) everShared() map[string]bool {
+	out := map[string]bool{}
+	for id, ns := range r.nodes {
+		if ns.Name != "" || ns.Done || ns.LastT >= 0 {
+			out[id] = true
+		}
+	}
+	if r.plan != nil {
+		for _, s := range r.plan.Shares {
+			out[s.Node] = true
+		}
+	}
+	return out
+}
+
+func (r *testRun) publish(t swarm.Type, body any) {
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+	defer cancel()
+	if err := swarm.Publish(ctx, r.topic, t, scheduler.WireVersion, r.id, body); err != nil && r.ctx.Err() == nil {
+		r.log.Warn("publish failed", "type", t.String(), "error", err)
+	}
+}
+
+func (r *testRun) onMessage(msg swarm.Message) {
+	switch msg.Type {
+	case swarm.TypePlan:
+		var p scheduler.Plan
+		if err := msg.DecodeBody(&p); err != nil {
+			r.log.Warn("bad plan", "from", msg.Sender, "error", err)
+			return
+		}
+		if err := p.Validate(); err != nil || p.TestID != r.id || p.Scheduler != msg.Sender {
+			r.log.Warn("plan refused", "from", msg.Sender, "error", err)
+			return
+		}
+		r.applyPlan(&p)
+	case swarm.TypeLease:
+		var l scheduler.Lease
+		if err := msg.DecodeBody(&l); err != nil || l.Scheduler != msg.Sender || l.TTL <= 0 || l.TTL > time.Minute {
+			r.log.Warn("bad lease", "from", msg.Sender, "error", err)
+			return
+		}
+		r.onLease(&l)
+	case swarm.TypeStats:
+		if msg.Local {
+			return // this node records its own results directly
+		}
+		var s Stats
+		if err := msg.DecodeBody(&s); err != nil {
+			r.log.Warn("bad stats", "from", msg.Sender, "error", err)
+			return
+		}
+		r.onStats(msg.Sender, &s)
+	}
+}
+
+// applyPlan follows a plan with a higher epoch than the one held.
+func (r *testRun) applyPlan(p *scheduler.Plan) {
+	r.mu.Lock()
+	if r.plan != nil && p.Epoch <= r.plan.Epoch {
+		r.mu.Unlock()
+		return
+	}
+	if r.state != StatePending && r.state != StateRunning {
+		r.mu.Unlock()
+		return
+	}
+	r.plan = p
+	r.state = StateRunning
+	for _, s := range p.Shares {
+		ns := r.node(s.Node)
+		ns.Region = s.Region
+	}
+	self := r.ts.self
+	share, mine := p.Share(self)
+	now := time.Now()
+	ttl := p.LeaseTTL
+	if ttl <= 0 {
+		ttl = r.ts.cfg.LeaseTTL
+	}
+	if mine && r.ownStop == "" {
+		// A plan naming this node renews its lease.
+		r.leaseEnd = now.Add(ttl)
+	}
+	elapsed := now.Sub(p.Start)
+	switch {
+	case mine && !r.running && r.ownStop == "":
+		r.profile = share.Profile()
+		r.startRunLocked(p, share)
+	case mine && r.running:
+		at := max(p.Effective, elapsed+50*time.Millisecond)
+		r.profile = r.profile.Splice(at, share.Profile())
+		r.ctl.Update(r.profile)
+	case !mine && r.running:
+		at := max(p.Effective, elapsed)
+		r.profile = r.profile.Until(at)
+		r.ctl.Update(r.profile)
+	}
+	r.mu.Unlock()
+}
+
+func (r *testRun) onLease(l *scheduler.Lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.plan == nil || l.Epoch > r.plan.Epoch {
+		// A plan was missed (published before this node joined the topic):
+		// ask the scheduler for it.
+		if !r.fetching {
+			r.fetching = true
+			go r.fetchPlan(l.Scheduler)
+		}
+		return
+	}
+	if l.Epoch < r.plan.Epoch || l.Scheduler != r.plan.Scheduler {
+		return
+	}
+	if l.Holds(r.ts.self) && r.ownStop == "" {
+		r.leaseEnd = time.Now().Add(l.TTL)
+	}
+}
+
+func (r *testRun) fetchPlan(from string) {
+	defer func() {
+		r.mu.Lock()
+		r.fetching = false
+		r.mu.Unlock()
+	}()
+	req, err := swarm.NewEnvelope(swarm.TypePlanFetch, wireVersion, r.id, PlanFetch{TestID: r.id})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 3*time.Second)
+	defer cancel()
+	resp, err := r.ts.n.sw.Request(ctx, from, planProtocol, req)
+	if err != nil {
+		r.log.Warn("plan fetch failed", "from", from, "error", err)
+		return
+	}
+	var p scheduler.Plan
+	if err := resp.DecodeBody(&p); err != nil || p.Validate() != nil || p.TestID != r.id || p.Scheduler != from {
+		r.log.Warn("bad plan from fetch", "from", from, "error", err)
+		return
+	}
+	r.applyPlan(&p)
+}
+
+func (r *testRun) onStats(from string, s *Stats) {
+	var sec *storage.Second
+	if len(s.Second) > 0 {
+		var err error
+		if sec, err = storage.DecodeSecond(s.Second); err != nil {
+			r.log.Warn("bad stats second", "from", from, "error", err)
+			return
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record(from, s, sec)
+}
+
+// record keeps a node's stats; the caller holds r.mu.
+func (r *testRun) record(from string, s *Stats, sec *storage.Second) {
+	ns := r.node(from)
+	ns.Name, ns.Region = s.Name, s.Region
+	if s.StartSkew != 0 {
+		ns.StartSkew = s.StartSkew
+	}
+	if s.Stopped != "" {
+		ns.Stopped = s.Stopped
+	}
+	if s.Done {
+		ns.Done = true
+	}
+	res, ok := r.results[from]
+	if !ok {
+		res = storage.NewSeries()
+		r.results[from] = res
+	}
+	for class, msgs := range s.Samples {
+		for _, m := range msgs {
+			res.AddSample(class, m)
+		}
+	}
+	if sec != nil {
+		if _, dup := res.Seconds[sec.T]; dup {
+			return // a second counts once
+		}
+		if err := res.Add(sec); err != nil {
+			r.log.Warn("stats not merged", "from", from, "error", err)
+			return
+		}
+		ns.LastT = max(ns.LastT, sec.T)
+	}
+}
+
+// startRunLocked starts this node's share.
+func (r *testRun) startRunLocked(p *scheduler.Plan, share scheduler.PlanShare) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.ctl = scenarios.NewControl()
+	r.runCancel = cancel
+	r.running = true
+	prof := r.profile
+	self := r.ts.self
+	name, region := r.ts.n.cfg.Name, r.ts.n.cfg.Region
+	r.node(self).Name = name
+	cfg := scenarios.RunConfig{
+		Scenario: r.sc, Profile: &prof, Start: p.Start, Seed: share.Seed, Control: r.ctl,
+		Transport: r.ts.n.transport(r.sc),
+		OnSecond: func(sec *storage.Second) {
+			b, err := storage.EncodeSecond(sec)
+			if err != nil {
+				r.log.Warn("encode second", "error", err)
+				return
+			}
+			r.mu.Lock()
+			r.record(self, &Stats{Name: name, Region: region}, sec.Clone())
+			r.mu.Unlock()
+			r.publish(swarm.TypeStats, Stats{Name: name, Region: region, Second: b})
+		},
+	}
+	r.ts.wg.Add(1)
+	go func() {
+		defer r.ts.wg.Done()
+		if d := time.Until(p.Start); d < -time.Second {
+			r.log.Warn("plan arrived after the test's start", "late", (-d).String())
+		}
+		var skew time.Duration
+		cfg.OnStart = func(at time.Time) { skew = at.Sub(p.Start) }
+		res, err := scenarios.Run(ctx, cfg)
+		r.mu.Lock()
+		r.running = false
+		why := r.ownStop
+		r.mu.Unlock()
+		if err != nil {
+			r.log.Warn("share failed", "error", err)
+			why = err.Error()
+		}
+		var samples map[string][]string
+		if res != nil {
+			samples = res.Series.Samples
+		}
+		final := Stats{Name: name, Region: region, Done: true, Stopped: why, Samples: samples, StartSkew: max(skew, 0)}
+		r.mu.Lock()
+		r.record(self, &final, nil)
+		r.mu.Unlock()
+		r.publish(swarm.TypeStats, final)
+		r.log.Info("share finished", "stopped", why)
+	}()
+}
+
+// stopShare ends this node's share at once (lease expiry): no arrival after
+// now; requests in flight finish.
+func (r *testRun) stopShare(now time.Time, why string) {
+	r.mu.Lock()
+	if !r.running || r.ownStop != "" {
+		r.mu.Unlock()
+		return
+	}
+	r.ownStop = why
+	r.profile = r.profile.Until(max(now.Sub(r.plan.Start), 0))
+	r.ctl.Update(r.profile)
+	name, region := r.ts.n.cfg.Name, r.ts.n.cfg.Region
+	r.mu.Unlock()
+	r.log.Warn("stopping this node's share", "why", why)
+	r.publish(swarm.TypeStats, Stats{Name: name, Region: region, Stopped: why})
+}
+
+// stop ends the test on this node (a user's stop, or a failure).
+func (r *testRun) stop(reason string, failed bool) {
+	r.mu.Lock()
+	if r.state == StateDone || r.state == StateFailed || r.state == StateStopped {
+		r.mu.Unlock()
+		return
+	}
+	r.state = StateStopped
+	if failed {
+		r.state = StateFailed
+	}
+	r.reason = reason
+	r.ended = time.Now()
+	r.mu.Unlock()
+	r.stopRun()
+	r.log.Info("test ended", "state", r.state, "reason", reason)
+}
+
+func (r *testRun) stopRun() {
+	r.mu.Lock()
+	cancel := r.runCancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// fail refuses the test fleet-wide: the scheduler could not plan it.
+func (r *testRun) fail(reason string) {
+	r.log.Warn("test cannot run", "reason", reason)
+	ctx, cancel := context.WithTimeout(r.ts.ctx, 2*time.Second)
+	defer cancel()
+	_ = swarm.Publish(ctx, r.ts.fleet, swarm.TypeTestStop, wireVersion, r.id, Stop{ID: r.id, Reason: reason, Failed: true})
+	r.stop(reason, true)
+}
+
+func (r *testRun) finish(now time.Time) {
+	r.mu.Lock()
+	if r.state == StateRunning {
+		r.state = StateDone
+		r.ended = now
+	}
+	r.mu.Unlock()
+	r.log.Info("test over on this node's view")
+}
+
+// merged returns the fleet-wide series: every node's results merged.
+func (r *testRun) mergedLocked() (*storage.Series, error) {
+	out := storage.NewSeries()
+	ids := make([]string, 0, len(r.results))
+	for id := range r.results {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := out.Merge(r.results[id]); err != nil {
+			return nil, fmt.Errorf("merge results of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// stopTest stops a test on every node: the stop goes out on the fleet
+// topic, and this node, a subscriber too, stops on receipt.
+func (ts *tests) stopTest(ctx context.Context, id, reason string) error {
+	if err := swarm.Publish(ctx, ts.fleet, swarm.TypeTestStop, wireVersion, id, Stop{ID: id, Reason: reason}); err != nil {
+		return fmt.Errorf("stop %s: %w", id, err)
+	}
+	return nil
+}
