@@ -324,4 +324,3 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	}
 	return rep, nil
 }
-

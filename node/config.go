@@ -85,6 +85,14 @@ type Config struct {
 	// SWARM_START_LEAD.
 	StartLead time.Duration `yaml:"start_lead"`
 
+	// SimLatency and SimJitter add a simulated network distance to every
+	// request this node sends to a target (a round trip of SimLatency plus
+	// a uniform 0..SimJitter), in userspace: the testnet gives each node
+	// the latency of its simulated region with them. Default 0: none.
+	// --sim-latency, --sim-jitter, SWARM_SIM_LATENCY, SWARM_SIM_JITTER.
+	SimLatency time.Duration `yaml:"sim_latency"`
+	SimJitter  time.Duration `yaml:"sim_jitter"`
+
 	// Version is the software version that the node reports. Set by the CLI.
 	Version string `yaml:"-"`
 }
@@ -142,6 +150,9 @@ func (c Config) Validate() error {
 	}
 	if c.StartLead < 0 || c.StartLead > time.Minute {
 		errs = append(errs, fmt.Errorf("start lead %s: must be 0..1m", c.StartLead))
+	}
+	if c.SimLatency < 0 || c.SimJitter < 0 || c.SimLatency > 10*time.Second || c.SimJitter > 10*time.Second {
+		errs = append(errs, fmt.Errorf("sim latency %s / jitter %s: must be 0..10s", c.SimLatency, c.SimJitter))
 	}
 	if c.CapacityPerSec < 0 {
 		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
@@ -276,6 +287,8 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	}
 	dur("SWARM_LEASE_TTL", &c.LeaseTTL)
 	dur("SWARM_START_LEAD", &c.StartLead)
+	dur("SWARM_SIM_LATENCY", &c.SimLatency)
+	dur("SWARM_SIM_JITTER", &c.SimJitter)
 	return errors.Join(errs...)
 }
 

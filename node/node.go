@@ -278,6 +278,14 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
-// transport is the HTTP transport a test's share uses on this node; nil
-// lets the executor build its own from the scenario.
-func (n *Node) transport(sc *scenarios.Scenario) http.RoundTripper { return nil }
+// transport is the HTTP transport a test's share uses on this node, with
+// the node's simulated latency; nil lets the executor build its own.
+func (n *Node) transport(sc *scenarios.Scenario) *http.Transport {
+	if n.cfg.SimLatency <= 0 && n.cfg.SimJitter <= 0 {
+		return nil
+	}
+	return scenarios.NewTransport(scenarios.TransportConfig{
+		HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight,
+		Dial: scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter),
+	})
+}

@@ -637,9 +637,9 @@ func (r *testRun) startRunLocked(p *scheduler.Plan, share scheduler.PlanShare) {
 	self := r.ts.self
 	name, region := r.ts.n.cfg.Name, r.ts.n.cfg.Region
 	r.node(self).Name = name
+	tr := r.ts.n.transport(r.sc)
 	cfg := scenarios.RunConfig{
 		Scenario: r.sc, Profile: &prof, Start: p.Start, Seed: share.Seed, Control: r.ctl,
-		Transport: r.ts.n.transport(r.sc),
 		OnSecond: func(sec *storage.Second) {
 			b, err := storage.EncodeSecond(sec)
 			if err != nil {
@@ -660,6 +660,10 @@ func (r *testRun) startRunLocked(p *scheduler.Plan, share scheduler.PlanShare) {
 		}
 		var skew time.Duration
 		cfg.OnStart = func(at time.Time) { skew = at.Sub(p.Start) }
+		if tr != nil {
+			cfg.Transport = tr
+			defer tr.CloseIdleConnections()
+		}
 		res, err := scenarios.Run(ctx, cfg)
 		r.mu.Lock()
 		r.running = false

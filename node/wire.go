@@ -6,11 +6,11 @@ import (
 
 // Topic and protocol names.
 const (
-	fleetTopic    = "fleet"                 // test announcements and stops
-	planProtocol  = "/loadswarm/plan/1"     // stream: fetch a test's current plan
-	wireVersion   = 1                       // body schema version of the messages below
-	maxSpecOnWire = 1 << 20                 // a test file travels whole in its announcement
-	testTopicFmt  = "test/%s"               // per-test: plans, leases, stats
+	fleetTopic    = "fleet"             // test announcements and stops
+	planProtocol  = "/loadswarm/plan/1" // stream: fetch a test's current plan
+	wireVersion   = 1                   // body schema version of the messages below
+	maxSpecOnWire = 1 << 20             // a test file travels whole in its announcement
+	testTopicFmt  = "test/%s"           // per-test: plans, leases, stats
 )
 
 // Announce is the body of swarm.TypeTestAnnounce: a test submitted to the

@@ -302,3 +302,20 @@ func TestControlUpdate(t *testing.T) {
 		t.Fatal("run did not stop at the new end")
 	}
 }
+
+func TestLatencyDial(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	sc := mustParse(t, fmt.Sprintf("name: far\ntarget: %s\nduration: 1s\nload: {rate: 10}\nrequests: [{name: a}]\n", srv.URL))
+	tr := NewTransport(TransportConfig{Dial: LatencyDial(nil, 40*time.Millisecond, 10*time.Millisecond)})
+	defer tr.CloseIdleConnections()
+	res, err := Run(context.Background(), RunConfig{Scenario: sc, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := storage.Summarize(res.Series, nil)
+	// Every request pays 40-50 ms; new connections pay it twice.
+	if sum.Errors != 0 || sum.Latency.Min < 40 || sum.Latency.P50 > 150 {
+		t.Fatalf("errors %d, min %.1fms p50 %.1fms: want the simulated 40-50 ms", sum.Errors, sum.Latency.Min, sum.Latency.P50)
+	}
+}

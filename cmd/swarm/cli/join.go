@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +39,10 @@ type JoinOptions struct {
 	Profile    string
 	LogLevel   string
 	LogFormat  string
+	LeaseTTL   time.Duration
+	StartLead  time.Duration
+	SimLatency time.Duration
+	SimJitter  time.Duration
 
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
@@ -47,7 +52,8 @@ type JoinOptions struct {
 }
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
-	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format"}
+	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -125,6 +131,10 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.StringVar(&opts.Profile, "profile", d.Profile, "failure detection timing: lan, wan (across continents) or local (one host)")
 	f.StringVar(&opts.LogLevel, "log-level", d.LogLevel, "debug, info, warn or error")
 	f.StringVar(&opts.LogFormat, "log-format", d.LogFormat, "text or json")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", d.LeaseTTL, "how long a share runs without hearing from its scheduler")
+	f.DurationVar(&opts.StartLead, "start-lead", d.StartLead, "how far ahead a test (or a new share) starts when this node schedules")
+	f.DurationVar(&opts.SimLatency, "sim-latency", 0, "simulated round trip added to every request to a target (testnet regions)")
+	f.DurationVar(&opts.SimJitter, "sim-jitter", 0, "random extra simulated latency, uniform in 0..jitter")
 	return cmd
 }
 
@@ -170,6 +180,15 @@ func (o *JoinOptions) Config() (node.Config, error) {
 	set("log-format", &c.LogFormat, o.LogFormat)
 	if o.Changed["capacity"] {
 		c.CapacityPerSec = o.Capacity
+	}
+	for flag, v := range map[string]struct {
+		dst *time.Duration
+		v   time.Duration
+	}{"lease-ttl": {&c.LeaseTTL, o.LeaseTTL}, "start-lead": {&c.StartLead, o.StartLead},
+		"sim-latency": {&c.SimLatency, o.SimLatency}, "sim-jitter": {&c.SimJitter, o.SimJitter}} {
+		if o.Changed[flag] {
+			*v.dst = v.v
+		}
 	}
 	if o.Changed["tag"] {
 		tags, err := node.ParseTags(o.Tags)
