@@ -75,6 +75,10 @@ type FleetReport struct {
 	ID          string      `json:"id"`
 	Nodes       []NodeState `json:"nodes"`
 	StartSkewMs float64     `json:"start_skew_ms"` // the largest start skew of any node
+	// ByRegion and ByNode are the same numbers per region and per node
+	// (by name), each from the exact merge of its nodes' histograms.
+	ByRegion map[string]storage.Summary `json:"by_region"`
+	ByNode   map[string]storage.Summary `json:"by_node"`
 }
 
 func (n *Node) testRoutes() {
@@ -315,6 +319,24 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	}
 	for _, ns := range rep.Nodes {
 		rep.StartSkewMs = max(rep.StartSkewMs, ns.StartSkewMs)
+	}
+	rep.ByRegion, rep.ByNode = map[string]storage.Summary{}, map[string]storage.Summary{}
+	regions := map[string]*storage.Series{}
+	for id, res := range r.results {
+		rep.ByNode[r.nameOfLocked(id)] = storage.Summarize(res, nil)
+		region := r.node(id).Region
+		if region == "" {
+			region = "(none)"
+		}
+		if regions[region] == nil {
+			regions[region] = storage.NewSeries()
+		}
+		if err := regions[region].Merge(res); err != nil {
+			return nil, fmt.Errorf("merge region %s: %w", region, err)
+		}
+	}
+	for region, s := range regions {
+		rep.ByRegion[region] = storage.Summarize(s, nil)
 	}
 	switch r.state {
 	case StateStopped:

@@ -138,6 +138,17 @@ func TestFleetRunSplitsAndMerges(t *testing.T) {
 			t.Errorf("second %d: target saw %d requests, want 400 ± 2%%", s, counts[s])
 		}
 	}
+	// By region and by node add up to the total.
+	var byRegion, byNode int64
+	for _, s := range rep.ByRegion {
+		byRegion += s.Requests
+	}
+	for _, s := range rep.ByNode {
+		byNode += s.Requests
+	}
+	if len(rep.ByRegion) != 4 || byRegion != rep.Requests || byNode != rep.Requests {
+		t.Fatalf("by region %d (%d regions), by node %d; total %d", byRegion, len(rep.ByRegion), byNode, rep.Requests)
+	}
 	// Every node sees the same merged report.
 	other, err := node.NewClient(nodes[1].APIAddr(), nil).Test(context.Background(), id, 0, false)
 	if err != nil || other.Report == nil || other.Report.Requests != 2000 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/storage"
 )
 
 // defaultAPI is the node API address: SWARM_API, or the default.
@@ -151,6 +152,7 @@ func printSecond(w io.Writer, s node.SecondStats) {
 }
 
 func printNodes(w io.Writer, rep *node.FleetReport) {
+	printGroups(w, "region", rep.ByRegion)
 	fmt.Fprintf(w, "\nnodes (start skew up to %.1fms):\n", rep.StartSkewMs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, n := range rep.Nodes {
@@ -161,7 +163,30 @@ func printNodes(w io.Writer, rep *node.FleetReport) {
 		case !n.Done:
 			state = "no final word (lost?)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", n.Name, dash(n.Region), state)
+		s := rep.ByNode[n.Name]
+		fmt.Fprintf(tw, "  %s\t%s\t%d requests\tp50 %s\tp99 %s\t%s\n", n.Name, dash(n.Region), s.Requests,
+			fmtMs(s.Latency.P50), fmtMs(s.Latency.P99), state)
+	}
+	tw.Flush()
+}
+
+// printGroups prints a table of summaries by a dimension (region, node).
+func printGroups(w io.Writer, dim string, groups map[string]storage.Summary) {
+	if len(groups) == 0 {
+		return
+	}
+	names := make([]string, 0, len(groups))
+	for k := range groups {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(w, "\nby %s:\n", dim)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\trequests\terrors\treq/s\tp50\tp90\tp95\tp99\tmax\t\n", dim)
+	for _, k := range names {
+		s := groups[k]
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k, s.Requests, s.Errors, fmtRate(s.Rate.Requests),
+			fmtMs(s.Latency.P50), fmtMs(s.Latency.P90), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), fmtMs(s.Latency.Max))
 	}
 	tw.Flush()
 }
