@@ -36,4 +36,8 @@
 // every count and every index, and return errors that say where the input is
 // wrong; they never panic. Histograms and merges are not safe for concurrent
 // use; callers lock.
+//
+// Store keeps a node's test records and per-second results (its own, and
+// replicas of other nodes') in Badger on disk, with a TTL; see store.go for
+// the key schema and for what a crash can lose.
 package storage

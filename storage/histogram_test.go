@@ -54,7 +54,7 @@ func TestGeometryMatchesHDR(t *testing.T) {
 	}
 }
 
-func TestRecord(t *testing.T) {
+func TestHistogramRecord(t *testing.T) {
 	tests := []struct {
 		name        string
 		d           time.Duration
