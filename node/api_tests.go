@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -86,6 +87,43 @@ func (n *Node) testRoutes() {
 	n.mux.HandleFunc("GET /v1/tests", n.handleTests)
 	n.mux.HandleFunc("GET /v1/tests/{id}", n.handleTest)
 	n.mux.HandleFunc("DELETE /v1/tests/{id}", n.handleStop)
+	n.mux.HandleFunc("GET /v1/tests/{id}/results", n.handleResults)
+}
+
+// handleResults: ?by=region,node,step (any of them), &from=&to= (seconds).
+func (n *Node) handleResults(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	by := map[string]bool{}
+	for _, b := range strings.Split(q.Get("by"), ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "":
+		case "region", "node", "step":
+			by[b] = true
+		default:
+			writeError(w, http.StatusBadRequest, fmt.Errorf("by=%q: want region, node or step", b))
+			return
+		}
+	}
+	from, to := int64(0), int64(-1)
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(p.name); v != "" {
+			x, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || x < 0 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("%s=%q: want a second number >= 0", p.name, v))
+				return
+			}
+			*p.dst = x
+		}
+	}
+	res, err := n.results(r.Context(), r.PathValue("id"), from, to, by)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // apiError is the JSON body of every error answer.

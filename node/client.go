@@ -80,6 +80,24 @@ func (c *Client) Tests(ctx context.Context) ([]TestSummary, error) {
 	return out.Tests, err
 }
 
+// Results asks the node for a test's merged results; by lists the
+// breakdowns (region, node, step); to < 0 means the end of the test.
+func (c *Client) Results(ctx context.Context, id string, by []string, from, to int64) (Results, error) {
+	var res Results
+	v := url.Values{}
+	if len(by) > 0 {
+		v.Set("by", strings.Join(by, ","))
+	}
+	if from > 0 {
+		v.Set("from", fmt.Sprint(from))
+	}
+	if to >= 0 {
+		v.Set("to", fmt.Sprint(to))
+	}
+	err := c.get(ctx, "/v1/tests/"+url.PathEscape(id)+"/results?"+v.Encode(), &res)
+	return res, err
+}
+
 // Stop stops a test on every node.
 func (c *Client) Stop(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/tests/"+url.PathEscape(id), nil, nil)

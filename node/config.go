@@ -93,6 +93,10 @@ type Config struct {
 	SimLatency time.Duration `yaml:"sim_latency"`
 	SimJitter  time.Duration `yaml:"sim_jitter"`
 
+	// Retention is how long this node keeps tests and results on disk.
+	// Default 720h (30 days). --retention, SWARM_RETENTION.
+	Retention time.Duration `yaml:"retention"`
+
 	// Version is the software version that the node reports. Set by the CLI.
 	Version string `yaml:"-"`
 }
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		LogFormat:      "text",
 		Version:        "dev",
 		LeaseTTL:       3 * time.Second,
+		Retention:      30 * 24 * time.Hour,
 		StartLead:      2 * time.Second,
 	}
 }
@@ -153,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if c.SimLatency < 0 || c.SimJitter < 0 || c.SimLatency > 10*time.Second || c.SimJitter > 10*time.Second {
 		errs = append(errs, fmt.Errorf("sim latency %s / jitter %s: must be 0..10s", c.SimLatency, c.SimJitter))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention %s: must be >= 0 (0: the default)", c.Retention))
 	}
 	if c.CapacityPerSec < 0 {
 		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
@@ -288,6 +296,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	dur("SWARM_LEASE_TTL", &c.LeaseTTL)
 	dur("SWARM_START_LEAD", &c.StartLead)
 	dur("SWARM_SIM_LATENCY", &c.SimLatency)
+	dur("SWARM_RETENTION", &c.Retention)
 	dur("SWARM_SIM_JITTER", &c.SimJitter)
 	return errors.Join(errs...)
 }

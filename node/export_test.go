@@ -1,6 +1,10 @@
 package node
 
-import "context"
+import (
+	"context"
+
+	"github.com/loadswarm/loadswarm/storage"
+)
 
 // Crash stops the node the way a kill -9 would, as far as one process can:
 // its shares stop at once (requests in flight cut off), and it leaves the
@@ -17,4 +21,8 @@ func (n *Node) Crash() {
 	_ = n.srv.Shutdown(context.Background())
 	_ = n.sw.Close()
 	n.wg.Wait()
+	_ = n.store.Close()
 }
+
+// Store exposes the node's results store to tests.
+func (n *Node) Store() *storage.Store { return n.store }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm"
 )
 
@@ -56,6 +57,7 @@ type Node struct {
 	closeMu  sync.Mutex
 	closed   bool
 	tests    *tests
+	store    *storage.Store
 }
 
 // New validates cfg and prepares a node; nothing listens until Start.
@@ -121,15 +123,24 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	store, err := storage.OpenStore(storage.StoreConfig{Dir: filepath.Join(cfg.DataDir, "results"),
+		Retention: cfg.Retention, Small: true, Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("results store: %w", err)
+	}
+	n.store = store
 	apiLn, err := net.Listen("tcp", cfg.API)
 	if err != nil {
+		store.Close()
 		return fmt.Errorf("api: %w", err)
 	}
 	sw, err := swarm.New(scfg)
 	if err != nil {
 		apiLn.Close()
+		store.Close()
 		return err
 	}
+	sw.Handle(queryProtocol, n.handleQueryStream)
 	n.sw, n.apiLn, n.started, n.fleetKey = sw, apiLn, time.Now(), key
 	n.srv = &http.Server{
 		Handler:           n.mux,
@@ -197,6 +208,9 @@ func (n *Node) swarmConfig(id swarm.Identity, key swarm.FleetKey) (swarm.Config,
 	sc.FleetKey = key
 	sc.Version = cfg.Version
 	sc.Logger = n.log
+	// Result queries answer with every node's merged-down results: more
+	// than the 1 MiB default for long tests.
+	sc.Limits.MaxBytes = 64 << 20
 	sc.Meta = swarm.Meta{Region: cfg.Region, Zone: cfg.Zone, Org: cfg.Org, CapacityPerSec: cfg.CapacityPerSec, Tags: cfg.Tags}
 	return sc, nil
 }
@@ -273,6 +287,7 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.sw.Close())
 	n.wg.Wait()
+	errs = append(errs, n.store.Close())
 	_ = os.Remove(filepath.Join(n.cfg.DataDir, AddrsFile))
 	n.log.Info("node stopped")
 	return errors.Join(errs...)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/storage"
@@ -184,6 +186,7 @@ func (ts *tests) admit(a Announce) error {
 	ts.order = append(ts.order, a.ID)
 	ts.mu.Unlock()
 	r.log.Info("test announced", "name", sc.Name, "submitter", a.Submitter, "target", sc.Target.String())
+	r.save()
 
 	ts.wg.Add(2)
 	go func() {
@@ -531,6 +534,7 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 		r.ctl.Update(r.profile)
 	}
 	r.mu.Unlock()
+	r.save()
 }
 
 func (r *testRun) onLease(l *scheduler.Lease) {
@@ -588,8 +592,23 @@ func (r *testRun) onStats(from string, s *Stats) {
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.record(from, s, sec)
+	r.mu.Unlock()
+	// The test's scheduler and the next in rank keep replicas, so that
+	// results outlive a node that never comes back.
+	for _, h := range replicaHolders(r.id, from, r.ts.view()) {
+		if h != r.ts.self {
+			continue
+		}
+		if sec != nil {
+			r.keep(from, sec)
+		}
+		if len(s.Samples) > 0 {
+			if err := r.ts.n.store.PutSamples(r.id, from, s.Samples); err != nil {
+				r.log.Warn("could not store samples", "origin", from, "error", err)
+			}
+		}
+	}
 }
 
 // record keeps a node's stats; the caller holds r.mu.
@@ -646,8 +665,10 @@ func (r *testRun) startRunLocked(p *scheduler.Plan, share scheduler.PlanShare) {
 				r.log.Warn("encode second", "error", err)
 				return
 			}
+			own := sec.Clone()
+			r.keep(self, own)
 			r.mu.Lock()
-			r.record(self, &Stats{Name: name, Region: region}, sec.Clone())
+			r.record(self, &Stats{Name: name, Region: region}, own)
 			r.mu.Unlock()
 			r.publish(swarm.TypeStats, Stats{Name: name, Region: region, Second: b})
 		},
@@ -678,6 +699,11 @@ func (r *testRun) startRunLocked(p *scheduler.Plan, share scheduler.PlanShare) {
 			samples = res.Series.Samples
 		}
 		final := Stats{Name: name, Region: region, Done: true, Stopped: why, Samples: samples, StartSkew: max(skew, 0)}
+		if len(samples) > 0 {
+			if err := r.ts.n.store.PutSamples(r.id, self, samples); err != nil {
+				r.log.Warn("could not store samples", "error", err)
+			}
+		}
 		r.mu.Lock()
 		r.record(self, &final, nil)
 		r.mu.Unlock()
@@ -718,6 +744,7 @@ func (r *testRun) stop(reason string, failed bool) {
 	r.ended = time.Now()
 	r.mu.Unlock()
 	r.stopRun()
+	r.save()
 	r.log.Info("test ended", "state", r.state, "reason", reason)
 }
 
@@ -746,6 +773,7 @@ func (r *testRun) finish(now time.Time) {
 		r.ended = now
 	}
 	r.mu.Unlock()
+	r.save()
 	r.log.Info("test over on this node's view")
 }
 
@@ -772,4 +800,55 @@ func (ts *tests) stopTest(ctx context.Context, id, reason string) error {
 		return fmt.Errorf("stop %s: %w", id, err)
 	}
 	return nil
+}
+
+// recordLocked is the test as the store keeps it.
+func (r *testRun) recordLocked() storage.TestRecord {
+	rec := storage.TestRecord{ID: r.id, Name: r.sc.Name, Spec: r.ann.Spec, Target: r.ann.Target,
+		Submitter: r.ann.Submitter, State: r.state, Created: r.ann.Created, Ended: r.ended, Reason: r.reason}
+	if r.plan != nil {
+		rec.Started = r.plan.Start
+		rec.Epoch = r.plan.Epoch
+		if b, err := cbor.Marshal(r.plan); err == nil && len(b) <= storage.MaxPlanBytes {
+			rec.Plan = b
+		}
+	}
+	for id := range r.everShared() {
+		rec.Nodes = append(rec.Nodes, id)
+	}
+	sort.Strings(rec.Nodes)
+	return rec
+}
+
+// save writes the test's record; call it without r.mu held.
+func (r *testRun) save() {
+	r.mu.Lock()
+	rec := r.recordLocked()
+	r.mu.Unlock()
+	if err := r.ts.n.store.PutTest(rec); err != nil {
+		r.log.Warn("could not store the test record", "error", err)
+	}
+}
+
+// keep stores a second of origin's results (this node's own, or a replica).
+func (r *testRun) keep(origin string, sec *storage.Second) {
+	if err := r.ts.n.store.PutSecond(r.id, origin, sec); err != nil {
+		r.log.Warn("could not store a second", "origin", origin, "t", sec.T, "error", err)
+	}
+}
+
+// namesAndRegions maps a test's node ids to their names and regions.
+func (ts *tests) namesAndRegions(id string) (names, regions map[string]string) {
+	names, regions = map[string]string{}, map[string]string{}
+	r := ts.get(id)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for nid, ns := range r.nodes {
+		names[nid] = r.nameOfLocked(nid)
+		regions[nid] = ns.Region
+	}
+	return
 }

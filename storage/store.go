@@ -385,6 +385,7 @@ type TestRecord struct {
 	Plan   []byte   // latest plan, opaque to storage (CBOR from the scheduler), at most MaxPlanBytes
 	Nodes  []string // nodes that took part (node ids)
 	Reason string   // why it failed/stopped, if it did
+	Target string   // the target URL that replaced the spec's, if one did
 }
 
 // wireTest is the encoding of a TestRecord. Times are Unix nanoseconds,
@@ -402,6 +403,7 @@ type wireTest struct {
 	Plan      []byte   `cbor:"10,keyasint,omitempty"`
 	Nodes     []string `cbor:"11,keyasint,omitempty"`
 	Reason    string   `cbor:"12,keyasint,omitempty"`
+	Target    string   `cbor:"13,keyasint,omitempty"`
 }
 
 var (
@@ -438,7 +440,7 @@ func checkTest(r *TestRecord) error {
 		max     int
 	}{
 		{"name", r.Name, MaxTextLen}, {"submitter", r.Submitter, MaxTextLen},
-		{"state", r.State, MaxTextLen}, {"reason", r.Reason, MaxReasonLen},
+		{"state", r.State, MaxTextLen}, {"reason", r.Reason, MaxReasonLen}, {"target", r.Target, MaxTextLen},
 	} {
 		if err := checkText(f.name, f.v, f.max); err != nil {
 			errs = append(errs, err)
@@ -470,7 +472,7 @@ func encodeTest(r *TestRecord) ([]byte, error) {
 	}
 	w := wireTest{
 		ID: r.ID, Name: r.Name, Spec: r.Spec, Submitter: r.Submitter, State: r.State,
-		Epoch: r.Epoch, Plan: r.Plan, Nodes: r.Nodes, Reason: r.Reason,
+		Epoch: r.Epoch, Plan: r.Plan, Nodes: r.Nodes, Reason: r.Reason, Target: r.Target,
 	}
 	var err1, err2, err3 error
 	w.Created, err1 = timeToWire("created", r.Created)
@@ -498,7 +500,7 @@ func decodeTest(data []byte) (TestRecord, error) {
 	r := TestRecord{
 		ID: w.ID, Name: w.Name, Spec: w.Spec, Submitter: w.Submitter, State: w.State,
 		Created: timeFromWire(w.Created), Started: timeFromWire(w.Started), Ended: timeFromWire(w.Ended),
-		Epoch: w.Epoch, Plan: w.Plan, Nodes: w.Nodes, Reason: w.Reason,
+		Epoch: w.Epoch, Plan: w.Plan, Nodes: w.Nodes, Reason: w.Reason, Target: w.Target,
 	}
 	if err := checkTest(&r); err != nil {
 		return TestRecord{}, err

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/storage"
+)
+
+// ResultsOptions are the flags of `swarm results`.
+type ResultsOptions struct {
+	IO   IO
+	API  string
+	ID   string
+	By   []string
+	From int64
+	To   int64
+	JSON bool
+	CSV  bool
+}
+
+// NewCmdResults parses `swarm results`.
+func NewCmdResults(ios IO, runF func(context.Context, *ResultsOptions) error) *cobra.Command {
+	opts := &ResultsOptions{IO: ios, API: defaultAPI()}
+	cmd := &cobra.Command{
+		Use:   "results TEST-ID [--by region|node|step] [--json|--csv]",
+		Short: "Merge a test's results from every node and print them",
+		Long: `Ask any node for a test's results. The node asks every node of the fleet in
+parallel for what it kept (each node stores its own per-second results, and
+the test's scheduler and the next node in rank keep replicas), merges them
+exactly (percentiles from merged histograms, never averaged) and says which
+nodes did not answer: "missing" nodes are not in the numbers; "from replicas"
+nodes did not answer but their replicas did.
+
+Thresholds are evaluated on the merged, fleet-wide numbers. Exit code 0 when
+they pass, 99 when one fails, 1 on any other error.`,
+		Example: `  swarm results 3f2a9c1b7d4e --by region
+  swarm results 3f2a9c1b7d4e --by node --json > results.json
+  swarm results 3f2a9c1b7d4e --csv > series.csv      # the per-second series`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.ID = args[0]
+			if opts.JSON && opts.CSV {
+				return errors.New("--json and --csv: pick one")
+			}
+			for _, b := range opts.By {
+				if b != "region" && b != "node" && b != "step" {
+					return fmt.Errorf("--by %q: want region, node or step", b)
+				}
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return resultsRun(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
+	f.StringSliceVar(&opts.By, "by", []string{"step"}, "break down by region, node and/or step (repeat or comma-separate)")
+	f.Int64Var(&opts.From, "from", 0, "first second of the test to include")
+	f.Int64Var(&opts.To, "to", -1, "last second to include (-1: the end)")
+	f.BoolVar(&opts.JSON, "json", false, "print JSON")
+	f.BoolVar(&opts.CSV, "csv", false, "print the per-second series as CSV")
+	return cmd
+}
+
+func resultsRun(ctx context.Context, opts *ResultsOptions) error {
+	res, err := node.NewClient(opts.API, nil).Results(ctx, opts.ID, opts.By, opts.From, opts.To)
+	if err != nil {
+		return err
+	}
+	switch {
+	case opts.JSON:
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	case opts.CSV:
+		if err := writeSeriesCSV(opts.IO.Out, res.Series); err != nil {
+			return err
+		}
+	default:
+		printResults(opts.IO.Out, res)
+	}
+	if res.Status != "passed" {
+		return ErrThresholds
+	}
+	return nil
+}
+
+func writeSeriesCSV(w io.Writer, series []node.SeriesPoint) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"t", "target", "achieved", "p50_ms", "p99_ms", "errors"})
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+	for _, p := range series {
+		_ = cw.Write([]string{strconv.FormatInt(p.T, 10), f(p.Target), f(p.Achieved), f(p.P50), f(p.P99), strconv.FormatInt(p.Errors, 10)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func printResults(w io.Writer, r node.Results) {
+	fmt.Fprintf(w, "%s (%s) — %s, seconds %d..%d\n", r.Name, r.ID, r.Target, r.From, r.To)
+	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n",
+		fmtRate(r.Rate.Target), fmtRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
+	fmt.Fprintf(w, "requests %d, errors %d, p50 %s, p90 %s, p95 %s, p99 %s, max %s\n", r.Requests, r.Errors,
+		fmtMs(r.Latency.P50), fmtMs(r.Latency.P90), fmtMs(r.Latency.P95), fmtMs(r.Latency.P99), fmtMs(r.Latency.Max))
+	for _, g := range []struct {
+		name string
+		m    map[string]storage.Summary
+	}{{"step", r.ByStep}, {"region", r.ByRegion}, {"node", r.ByNode}} {
+		printGroups(w, g.name, g.m)
+	}
+	if len(r.ErrorsByClass) > 0 {
+		classes := make([]string, 0, len(r.ErrorsByClass))
+		for k := range r.ErrorsByClass {
+			classes = append(classes, k)
+		}
+		sort.Strings(classes)
+		fmt.Fprintln(w, "\nerrors:")
+		for _, k := range classes {
+			fmt.Fprintf(w, "  %-9s %d\n", k, r.ErrorsByClass[k])
+		}
+	}
+	if len(r.Thresholds) > 0 {
+		fmt.Fprintln(w, "\nthresholds:")
+		for _, t := range r.Thresholds {
+			mark := "pass"
+			if !t.Pass {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(w, "  %s  %s\n", mark, t.Expr)
+		}
+	}
+	fmt.Fprintf(w, "\n%d node(s) answered", r.Answered)
+	if len(r.FromReplicas) > 0 {
+		fmt.Fprintf(w, "; from replicas: %v", r.FromReplicas)
+	}
+	if len(r.MissingNodes) > 0 {
+		fmt.Fprintf(w, "; MISSING (not in the numbers): %v", r.MissingNodes)
+	}
+	fmt.Fprintf(w, "\nstatus: %s\n", r.Status)
+}
+
+func init() {
+	extraCommands = append(extraCommands, func(ios IO) *cobra.Command { return NewCmdResults(ios, nil) })
+}

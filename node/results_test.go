@@ -1,0 +1,137 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/scheduler"
+	"github.com/loadswarm/loadswarm/storage"
+)
+
+// runTest submits a test and waits for its end on the submitting node.
+func runTest(t *testing.T, nodes []*node.Node, via int, body []byte) (string, node.TestStatus) {
+	t.Helper()
+	c := node.NewClient(nodes[via].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), body, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, waitOver(t, c, id, 40*time.Second)
+}
+
+// TestResultsFromANodeThatSentNothing: the query on a node that generated
+// no load merges every node's stored results exactly.
+func TestResultsFromANodeThatSentNothing(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	body := []byte(fmt.Sprintf(`name: q
+target: %s
+duration: 4s
+load: {rate: 300}
+requests: [{name: a, check: 'status == 200'}, {name: b, path: /b}]
+distribution: {select: 'node.name != "n3"'}
+thresholds: ['p99 < 5000']
+`, ct.srv.URL))
+	id, st := runTest(t, nodes, 0, body)
+	if st.Report.Requests != 2400 {
+		t.Fatalf("live report: %d requests", st.Report.Requests)
+	}
+	res, err := node.NewClient(nodes[3].APIAddr(), nil).Results(context.Background(), id, []string{"region", "node", "step"}, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference: every node's own stored seconds, merged here.
+	ref := storage.NewSeries()
+	var perNode int64
+	for _, n := range nodes {
+		s, err := n.Store().Series(id, n.Swarm().PeerID(), 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perNode += storage.Summarize(s, nil).Requests
+		if err := ref.Merge(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := storage.Summarize(ref, nil)
+	if res.Requests != 2400 || res.Requests != perNode || res.Errors != 0 || res.Status != "passed" {
+		t.Fatalf("results: %d requests (nodes' own: %d), errors %d, status %s", res.Requests, perNode, res.Errors, res.Status)
+	}
+	if res.Latency != want.Latency {
+		t.Fatalf("merged latency %+v, reference %+v", res.Latency, want.Latency)
+	}
+	if len(res.MissingNodes) != 0 || len(res.FromReplicas) != 0 || res.Answered != 4 {
+		t.Fatalf("missing %v, replicas %v, answered %d", res.MissingNodes, res.FromReplicas, res.Answered)
+	}
+	var byRegion, byStep int64
+	for _, s := range res.ByRegion {
+		byRegion += s.Requests
+	}
+	for _, s := range res.ByStep {
+		byStep += s.Requests
+	}
+	if byRegion != res.Requests || byStep != res.Requests || len(res.ByNode) != 3 {
+		t.Fatalf("by region %d, by step %d, %d nodes; total %d", byRegion, byStep, len(res.ByNode), res.Requests)
+	}
+	if len(res.Series) != 4 || res.Series[1].Achieved != 300 || res.Series[1].Target != 300 {
+		t.Fatalf("series %+v", res.Series)
+	}
+	t.Logf("query moved %d bytes", res.BytesMoved)
+}
+
+// TestResultsOutliveANode: after a node is lost, its results come from the
+// replicas; with the replicas lost too, the answer names it missing.
+func TestResultsOutliveANode(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	id, st := runTest(t, nodes, 0, spec(ct.srv.URL, 200, 3))
+	total := st.Report.Requests
+	// The victim is n1; its replica holders are two of the other three
+	// (the first two in the test's ranking); the last one queries.
+	victim := nodes[1]
+	var ids []string
+	for _, n := range nodes {
+		if n != victim {
+			ids = append(ids, n.Swarm().PeerID())
+		}
+	}
+	holders := scheduler.Rank(id, ids)[:2]
+	var querier *node.Node
+	for _, n := range nodes {
+		if n != victim && n.Swarm().PeerID() != holders[0] && n.Swarm().PeerID() != holders[1] {
+			querier = n
+		}
+	}
+	victimName := victim.Swarm().Name()
+	victim.Crash()
+	c := node.NewClient(querier.APIAddr(), nil)
+	res, err := c.Results(context.Background(), id, nil, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != total || len(res.MissingNodes) != 0 || len(res.FromReplicas) != 1 || res.FromReplicas[0] != victimName {
+		t.Fatalf("after losing %s: %d of %d requests, missing %v, from replicas %v", victimName, res.Requests, total, res.MissingNodes, res.FromReplicas)
+	}
+	// Now lose the replicas too.
+	for _, n := range nodes {
+		for _, h := range holders {
+			if n.Swarm().PeerID() == h {
+				n.Crash()
+			}
+		}
+	}
+	res, err = c.Results(context.Background(), id, nil, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range res.MissingNodes {
+		found = found || m == victimName
+	}
+	if !found || res.Requests >= total {
+		t.Fatalf("with no replica left: missing %v, %d of %d requests", res.MissingNodes, res.Requests, total)
+	}
+}
