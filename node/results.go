@@ -177,12 +177,12 @@ type Results struct {
 	Target string `json:"target"`
 	Status string `json:"status"`
 	storage.Summary
-	ByRegion   map[string]storage.Summary `json:"by_region,omitempty"`
-	ByNode     map[string]storage.Summary `json:"by_node,omitempty"`
-	ByStep     map[string]storage.Summary `json:"by_step,omitempty"`
-	Series     []SeriesPoint              `json:"series"`
+	ByRegion   map[string]storage.Summary  `json:"by_region,omitempty"`
+	ByNode     map[string]storage.Summary  `json:"by_node,omitempty"`
+	ByStep     map[string]storage.Summary  `json:"by_step,omitempty"`
+	Series     []SeriesPoint               `json:"series"`
 	Thresholds []scenarios.ThresholdResult `json:"thresholds"`
-	Samples    map[string][]string        `json:"error_samples,omitempty"`
+	Samples    map[string][]string         `json:"error_samples,omitempty"`
 	// MissingNodes took part but neither they nor a replica answered: their
 	// results are not in the numbers.
 	MissingNodes []string `json:"missing_nodes"`
