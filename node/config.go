@@ -93,6 +93,9 @@ type Config struct {
 	SimLatency time.Duration `yaml:"sim_latency"`
 	SimJitter  time.Duration `yaml:"sim_jitter"`
 
+	// Policy is what this node lets tests do (see Policy).
+	Policy Policy `yaml:",inline"`
+
 	// Retention is how long this node keeps tests and results on disk.
 	// Default 720h (30 days). --retention, SWARM_RETENTION.
 	Retention time.Duration `yaml:"retention"`
@@ -141,6 +144,8 @@ func DefaultConfig() Config {
 func (c Config) Clone() Config {
 	c.Tags = maps.Clone(c.Tags)
 	c.Seeds = slices.Clone(c.Seeds)
+	c.Policy.TrustSubmitters = slices.Clone(c.Policy.TrustSubmitters)
+	c.Policy.AllowTargets = slices.Clone(c.Policy.AllowTargets)
 	return c
 }
 
@@ -158,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.SimLatency < 0 || c.SimJitter < 0 || c.SimLatency > 10*time.Second || c.SimJitter > 10*time.Second {
 		errs = append(errs, fmt.Errorf("sim latency %s / jitter %s: must be 0..10s", c.SimLatency, c.SimJitter))
+	}
+	if err := c.Policy.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention %s: must be >= 0 (0: the default)", c.Retention))
@@ -297,6 +305,13 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	dur("SWARM_START_LEAD", &c.StartLead)
 	dur("SWARM_SIM_LATENCY", &c.SimLatency)
 	dur("SWARM_RETENTION", &c.Retention)
+	dur("SWARM_MAX_DURATION", &c.Policy.MaxDuration)
+	if v, ok := lookup("SWARM_TRUST"); ok {
+		c.Policy.TrustSubmitters = splitList(v)
+	}
+	if v, ok := lookup("SWARM_ALLOW_TARGETS"); ok {
+		c.Policy.AllowTargets = splitList(v)
+	}
 	dur("SWARM_SIM_JITTER", &c.SimJitter)
 	return errors.Join(errs...)
 }

@@ -320,3 +320,58 @@ func TestFleetStop(t *testing.T) {
 		t.Fatalf("requests went on %s after the stop", d)
 	}
 }
+
+// TestFleetPolicyDecline: a node whose operator does not allow the target
+// declines; the test runs on the others and the submitter sees why.
+func TestFleetPolicyDecline(t *testing.T) {
+	var nodes []*node.Node
+	for i := range 3 {
+		c := localConfig(t, fmt.Sprintf("p%d", i), t.TempDir())
+		if i > 0 {
+			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
+		}
+		c.LeaseTTL, c.StartLead = 1500*time.Millisecond, time.Second
+		if i == 2 {
+			c.Policy.AllowTargets = []string{"*.staging.example.com"}
+		}
+		nodes = append(nodes, startNode(t, c))
+	}
+	swarmtest.WaitFor(t, 10*time.Second, "fleet converges", func() (bool, string) {
+		return nodes[2].Swarm().NumAlive() == 3 && nodes[0].Swarm().NumAlive() == 3, ""
+	})
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, 100, 2), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitOver(t, c, id, 30*time.Second)
+	if st.Report.Requests != 200 || st.Report.Status != "passed" {
+		t.Fatalf("report: %d requests, %s", st.Report.Requests, st.Report.Status)
+	}
+	if why := st.Excluded["p2"]; !contains(why, "declined") || !contains(why, "allow-list") {
+		t.Fatalf("excluded: %v", st.Excluded)
+	}
+	for _, n := range st.Report.Nodes {
+		if n.Name == "p2" {
+			t.Fatalf("p2 took part: %+v", n)
+		}
+	}
+	// Every node declining: the test fails with their reasons.
+	st2 := localConfig(t, "solo", t.TempDir())
+	st2.Policy.TrustSubmitters = []string{"somebody-else"}
+	solo := startNode(t, st2)
+	sc := node.NewClient(solo.APIAddr(), nil)
+	id, err = sc.Submit(context.Background(), spec(ct.srv.URL, 10, 1), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s node.TestStatus
+	swarmtest.WaitFor(t, 10*time.Second, "refused", func() (bool, string) {
+		s, err = sc.Test(context.Background(), id, 0, false)
+		return err == nil && s.State == node.StateFailed, s.State
+	})
+	if !contains(s.Reason, "not trusted") {
+		t.Fatalf("reason %q", s.Reason)
+	}
+}

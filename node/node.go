@@ -296,11 +296,16 @@ func (n *Node) Close() error {
 // transport is the HTTP transport a test's share uses on this node, with
 // the node's simulated latency; nil lets the executor build its own.
 func (n *Node) transport(sc *scenarios.Scenario) *http.Transport {
-	if n.cfg.SimLatency <= 0 && n.cfg.SimJitter <= 0 {
+	sim := n.cfg.SimLatency > 0 || n.cfg.SimJitter > 0
+	if !sim && len(n.cfg.Policy.AllowTargets) == 0 {
 		return nil
 	}
-	return scenarios.NewTransport(scenarios.TransportConfig{
-		HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight,
-		Dial: scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter),
-	})
+	tc := scenarios.TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight}
+	if sim {
+		tc.Dial = scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter)
+	}
+	if len(n.cfg.Policy.AllowTargets) > 0 {
+		tc.Allow = n.cfg.Policy.allowDial
+	}
+	return scenarios.NewTransport(tc)
 }

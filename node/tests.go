@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,9 @@ type tests struct {
 	mu    sync.Mutex
 	byID  map[string]*testRun
 	order []string // ids, oldest first
+	// ready holds each node's answer to each test's announcement (it may
+	// come before the announcement itself).
+	ready map[string]map[string]Ready
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -47,7 +51,7 @@ type tests struct {
 }
 
 func newTests(n *Node) *tests {
-	return &tests{n: n, cfg: n.cfg.coordinatorConfig(), byID: map[string]*testRun{}}
+	return &tests{n: n, cfg: n.cfg.coordinatorConfig(), byID: map[string]*testRun{}, ready: map[string]map[string]Ready{}}
 }
 
 func (ts *tests) start(ctx context.Context) error {
@@ -58,7 +62,7 @@ func (ts *tests) start(ctx context.Context) error {
 		return err
 	}
 	ts.fleet = t
-	sub, err := t.Subscribe(swarm.TypeTestAnnounce, swarm.TypeTestStop)
+	sub, err := t.Subscribe(swarm.TypeTestAnnounce, swarm.TypeTestStop, swarm.TypeTestReady)
 	if err != nil {
 		return err
 	}
@@ -136,9 +140,24 @@ func (ts *tests) onFleetMessage(msg swarm.Message) {
 			ts.n.log.Warn("bad test announcement", "from", msg.Sender, "error", err)
 			return
 		}
-		if err := ts.admit(a); err != nil {
+		if err := ts.admit(a, msg.Sender); err != nil {
 			ts.n.log.Warn("test refused", "test", a.ID, "from", msg.Sender, "error", err)
 		}
+	case swarm.TypeTestReady:
+		var rd Ready
+		if err := msg.DecodeBody(&rd); err != nil || rd.ID == "" || len(rd.ID) > 64 {
+			ts.n.log.Warn("bad ready", "from", msg.Sender, "error", err)
+			return
+		}
+		ts.mu.Lock()
+		if ts.ready[rd.ID] == nil {
+			if len(ts.ready) > 10_000 {
+				clear(ts.ready) // bounded: answers to tests nobody announced
+			}
+			ts.ready[rd.ID] = map[string]Ready{}
+		}
+		ts.ready[rd.ID][msg.Sender] = rd
+		ts.mu.Unlock()
 	case swarm.TypeTestStop:
 		var s Stop
 		if err := msg.DecodeBody(&s); err != nil {
@@ -151,8 +170,9 @@ func (ts *tests) onFleetMessage(msg swarm.Message) {
 	}
 }
 
-// admit starts following a test.
-func (ts *tests) admit(a Announce) error {
+// admit starts following a test, and tells the fleet whether this node
+// takes part (its operator's policy).
+func (ts *tests) admit(a Announce, sender string) error {
 	if a.ID == "" || len(a.ID) > 64 {
 		return errors.New("announcement: bad test id")
 	}
@@ -180,13 +200,26 @@ func (ts *tests) admit(a Announce) error {
 	r := &testRun{
 		ts: ts, id: a.ID, ann: a, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		state: StatePending, results: map[string]*storage.Series{}, nodes: map[string]*nodeStatus{},
-		log: ts.n.log.With("test", a.ID),
+		log: ts.n.log.With("test", a.ID), admitted: time.Now(),
 	}
 	ts.byID[a.ID] = r
 	ts.order = append(ts.order, a.ID)
 	ts.mu.Unlock()
 	r.log.Info("test announced", "name", sc.Name, "submitter", a.Submitter, "target", sc.Target.String())
 	r.save()
+	rd := Ready{ID: a.ID, Accept: true, Name: ts.n.cfg.Name}
+	if err := ts.n.cfg.Policy.Check(sc, a.Submitter, sender); err != nil {
+		rd.Accept, rd.Reason = false, err.Error()
+		r.mu.Lock()
+		r.declined = rd.Reason
+		r.mu.Unlock()
+		r.log.Info("declining the test", "reason", rd.Reason)
+	}
+	pctx, cancel := context.WithTimeout(ts.ctx, 2*time.Second)
+	defer cancel()
+	if err := swarm.Publish(pctx, ts.fleet, swarm.TypeTestReady, wireVersion, a.ID, rd); err != nil {
+		r.log.Warn("could not publish readiness", "error", err)
+	}
 
 	ts.wg.Add(2)
 	go func() {
@@ -310,6 +343,8 @@ type testRun struct {
 	runCancel context.CancelFunc
 	profile   scenarios.Profile // this node's current profile
 	fetching  bool
+	declined  string    // why this node declined the test, if it did
+	admitted  time.Time // when this node learned of the test
 }
 
 func (r *testRun) node(id string) *nodeStatus {
@@ -342,6 +377,8 @@ func (r *testRun) tick(now time.Time) (over bool) {
 	ts := r.ts
 	alive := ts.view()
 	sched := ts.schedulerFor(r.id, alive)
+	// The split uses only the nodes that accepted the test.
+	accepted, declined, waiting := ts.readiness(r.id, alive)
 
 	r.mu.Lock()
 	if r.state == StateDone || r.state == StateFailed || r.state == StateStopped {
@@ -356,14 +393,24 @@ func (r *testRun) tick(now time.Time) (over bool) {
 			r.fail(err.Error())
 			return true
 		}
+		if r.plan == nil && waiting > 0 && now.Sub(r.admitted) < readyWait {
+			r.mu.Unlock()
+			return false // give every node a moment to accept or decline
+		}
 		if r.plan == nil {
-			p, err := c.Begin(now, scheduler.View{Alive: alive})
+			p, err := c.Begin(now, scheduler.View{Alive: accepted})
+			if err != nil && len(declined) > 0 {
+				err = fmt.Errorf("%w; declined: %s", err, joinReasons(declined))
+			}
 			if err != nil {
 				r.mu.Unlock()
 				r.fail(err.Error())
 				return true
 			}
 			p.LeaseTTL = ts.cfg.LeaseTTL
+			for id, why := range declined {
+				p.Excluded[id] = "declined: " + why
+			}
 			r.log.Info("scheduling the test", "nodes", len(p.Shares), "start", p.Start.Format(time.RFC3339Nano))
 		} else {
 			c.Resume(now, r.plan)
@@ -386,7 +433,7 @@ func (r *testRun) tick(now time.Time) (over bool) {
 				stopped[id] = ns.Stopped
 			}
 		}
-		out = r.coord.Tick(now, scheduler.View{Alive: alive, Stopped: stopped})
+		out = r.coord.Tick(now, scheduler.View{Alive: accepted, Stopped: stopped})
 		if out.Plan != nil {
 			out.Plan.LeaseTTL = ts.cfg.LeaseTTL
 		}
@@ -510,6 +557,10 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	}
 	self := r.ts.self
 	share, mine := p.Share(self)
+	if mine && r.declined != "" {
+		r.log.Warn("a plan gives this node a share of a test it declined: ignored", "epoch", p.Epoch)
+		mine = false
+	}
 	now := time.Now()
 	ttl := p.LeaseTTL
 	if ttl <= 0 {
@@ -851,4 +902,39 @@ func (ts *tests) namesAndRegions(id string) (names, regions map[string]string) {
 		regions[nid] = ns.Region
 	}
 	return
+}
+
+// readyWait bounds how long a scheduler waits for every node to accept or
+// decline a test before it plans with those that answered.
+const readyWait = 1500 * time.Millisecond
+
+// readiness splits the alive members by their answer to a test: those
+// that accepted it, those that declined it (and why), and how many have
+// not answered yet. A member that does not answer takes no part.
+func (ts *tests) readiness(id string, alive map[string]scheduler.Member) (accepted map[string]scheduler.Member, declined map[string]string, waiting int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	accepted, declined = map[string]scheduler.Member{}, map[string]string{}
+	answers := ts.ready[id]
+	for pid, m := range alive {
+		rd, ok := answers[pid]
+		switch {
+		case !ok:
+			waiting++
+		case rd.Accept:
+			accepted[pid] = m
+		default:
+			declined[pid] = rd.Reason
+		}
+	}
+	return accepted, declined, waiting
+}
+
+func joinReasons(m map[string]string) string {
+	var l []string
+	for _, v := range m {
+		l = append(l, v)
+	}
+	sort.Strings(l)
+	return strings.Join(l, "; ")
 }

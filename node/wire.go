@@ -49,3 +49,12 @@ type Stats struct {
 type PlanFetch struct {
 	TestID string `cbor:"1,keyasint"`
 }
+
+// Ready is the body of swarm.TypeTestReady: whether a node takes part in a
+// test, checked against its operator's policy when the test is announced.
+type Ready struct {
+	ID     string `cbor:"1,keyasint"`
+	Accept bool   `cbor:"2,keyasint,omitempty"`
+	Reason string `cbor:"3,keyasint,omitempty"` // why it declines
+	Name   string `cbor:"4,keyasint,omitempty"`
+}

@@ -80,6 +80,9 @@ type TransportConfig struct {
 	// Dial replaces the network dialer (the testnet wraps it to add a
 	// region's latency). Default: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Allow, when set, vets every host:port before it is resolved and
+	// dialed (a node's target allow-list); its error fails the request.
+	Allow func(hostport string) error
 }
 
 // NewTransport builds the executor's http.Transport: kept-alive
@@ -103,6 +106,11 @@ func NewTransport(cfg TransportConfig) *http.Transport {
 	t := &http.Transport{
 		Proxy: nil, // a load generator must hit the target, not a proxy from the environment
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if cfg.Allow != nil {
+				if err := cfg.Allow(addr); err != nil {
+					return nil, err
+				}
+			}
 			a, err := cache.resolve(ctx, addr)
 			if err != nil {
 				return nil, err

@@ -19,6 +19,7 @@ const (
 	TypeError        Type = 2  // a failed request; body: ErrorBody
 	TypeTestAnnounce Type = 10 // fleet topic: a test was submitted
 	TypeTestStop     Type = 11 // fleet topic: stop a test
+	TypeTestReady    Type = 12 // fleet topic: a node accepts or declines a test
 	TypePlan         Type = 20 // per-test topic: the scheduler's plan
 	TypeLease        Type = 21 // per-test topic: a share's lease renewal
 	TypeStats        Type = 30 // per-test topic: per-second summaries
@@ -33,6 +34,7 @@ var typeNames = map[Type]string{
 	TypeError:        "error",
 	TypeTestAnnounce: "test-announce",
 	TypeTestStop:     "test-stop",
+	TypeTestReady:    "test-ready",
 	TypePlan:         "plan",
 	TypeLease:        "lease",
 	TypeStats:        "stats",

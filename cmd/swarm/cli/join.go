@@ -43,6 +43,9 @@ type JoinOptions struct {
 	StartLead  time.Duration
 	SimLatency time.Duration
 	SimJitter  time.Duration
+	Trust      []string
+	Allow      []string
+	MaxDur     time.Duration
 
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
@@ -53,7 +56,7 @@ type JoinOptions struct {
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
 	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
-	"lease-ttl", "start-lead", "sim-latency", "sim-jitter"}
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -78,13 +81,24 @@ and libp2p runs as a private network: a host without the same key can neither
 join nor connect. Without a key the fleet is open to anyone who can reach the
 ports, and the node says so when it starts.
 
+Shared fleets: the operator decides what the node will do. --trust limits
+whose tests it runs (submissions are signed by the submitting node's key),
+--allow-target limits the hosts it sends requests to (checked when a test is
+announced, and again on every connection), --max-duration declines long
+tests, --capacity caps its rate. A node that declines says why, and the
+submitter sees it; the test is split over the nodes that accept.
+
 Settings come from, in increasing priority: defaults, the --config file
 (YAML, keys as in the flags: name, region, zone, org, capacity, tags, data_dir,
-bind, advertise, api, fleet_key, seeds, profile, log_level, log_format),
+bind, advertise, api, fleet_key, seeds, profile, log_level, log_format,
+lease_ttl, start_lead, sim_latency, sim_jitter, retention, trust,
+allow_targets, max_duration),
 environment variables (SWARM_NAME, SWARM_REGION, SWARM_ZONE, SWARM_ORG,
 SWARM_CAPACITY, SWARM_TAGS="k=v,k2=v2", SWARM_DATA_DIR, SWARM_BIND,
 SWARM_ADVERTISE, SWARM_API, SWARM_FLEET_KEY, SWARM_SEEDS="a:7946,b:7946",
-SWARM_PROFILE, SWARM_LOG_LEVEL, SWARM_LOG_FORMAT, SWARM_CONFIG), then flags.
+SWARM_PROFILE, SWARM_LOG_LEVEL, SWARM_LOG_FORMAT, SWARM_CONFIG, SWARM_LEASE_TTL,
+SWARM_START_LEAD, SWARM_SIM_LATENCY, SWARM_SIM_JITTER, SWARM_RETENTION,
+SWARM_TRUST, SWARM_ALLOW_TARGETS, SWARM_MAX_DURATION), then flags.
 
 The node keeps its identity (its libp2p peer id) in --data-dir, so a node
 restarted with the same directory comes back as itself. On Ctrl-C it leaves
@@ -135,6 +149,9 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.DurationVar(&opts.StartLead, "start-lead", d.StartLead, "how far ahead a test (or a new share) starts when this node schedules")
 	f.DurationVar(&opts.SimLatency, "sim-latency", 0, "simulated round trip added to every request to a target (testnet regions)")
 	f.DurationVar(&opts.SimJitter, "sim-jitter", 0, "random extra simulated latency, uniform in 0..jitter")
+	f.StringArrayVar(&opts.Trust, "trust", nil, "run only tests submitted by this node (name or peer id; repeat; default: any member)")
+	f.StringArrayVar(&opts.Allow, "allow-target", nil, "send requests only to hosts matching this pattern, e.g. '*.staging.example.com' (repeat; default: any)")
+	f.DurationVar(&opts.MaxDur, "max-duration", 0, "decline tests longer than this (default: no limit)")
 	return cmd
 }
 
@@ -185,7 +202,8 @@ func (o *JoinOptions) Config() (node.Config, error) {
 		dst *time.Duration
 		v   time.Duration
 	}{"lease-ttl": {&c.LeaseTTL, o.LeaseTTL}, "start-lead": {&c.StartLead, o.StartLead},
-		"sim-latency": {&c.SimLatency, o.SimLatency}, "sim-jitter": {&c.SimJitter, o.SimJitter}} {
+		"sim-latency": {&c.SimLatency, o.SimLatency}, "sim-jitter": {&c.SimJitter, o.SimJitter},
+		"max-duration": {&c.Policy.MaxDuration, o.MaxDur}} {
 		if o.Changed[flag] {
 			*v.dst = v.v
 		}
@@ -196,6 +214,12 @@ func (o *JoinOptions) Config() (node.Config, error) {
 			return c, fmt.Errorf("--tag: %w", err)
 		}
 		c.Tags = tags
+	}
+	if o.Changed["trust"] {
+		c.Policy.TrustSubmitters = o.Trust
+	}
+	if o.Changed["allow-target"] {
+		c.Policy.AllowTargets = o.Allow
 	}
 	if len(o.Seeds) > 0 {
 		c.Seeds = o.Seeds
