@@ -375,3 +375,49 @@ func TestFleetPolicyDecline(t *testing.T) {
 		t.Fatalf("reason %q", s.Reason)
 	}
 }
+
+// TestFleetSlowNodeSheds: a node that cannot keep up (here: a far, slow
+// link with few requests in flight) drops arrivals; the scheduler moves its
+// load to nodes with headroom and the target gets the planned rate again.
+func TestFleetSlowNodeSheds(t *testing.T) {
+	var nodes []*node.Node
+	for i := range 3 {
+		c := localConfig(t, fmt.Sprintf("s%d", i), t.TempDir())
+		if i > 0 {
+			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
+		}
+		c.LeaseTTL, c.StartLead = 1500*time.Millisecond, time.Second
+		if i == 2 {
+			c.SimLatency = 300 * time.Millisecond
+		}
+		nodes = append(nodes, startNode(t, c))
+	}
+	swarmtest.WaitFor(t, 10*time.Second, "fleet converges", func() (bool, string) {
+		return nodes[2].Swarm().NumAlive() == 3 && nodes[0].Swarm().NumAlive() == 3, ""
+	})
+	ct := newCountingTarget(t)
+	const rate, secs = 150, 14
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	body := fmt.Sprintf("name: slow\ntarget: %s\nduration: %ds\nload: {rate: %d, max_in_flight: 5}\nrequests: [{name: a}]\n", ct.srv.URL, secs, rate)
+	id, err := c.Submit(context.Background(), []byte(body), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	st = waitOver(t, c, id, 40*time.Second)
+	counts, _ := ct.snapshot()
+	var line []int
+	for s := int64(0); s < secs; s++ {
+		line = append(line, counts[s])
+	}
+	t.Logf("requests per second at the target: %v; per node: %+v", line, st.Report.ByNode)
+	if st.Epoch < 2 {
+		t.Fatalf("no rebalance (epoch %d)", st.Epoch)
+	}
+	for s := int64(9); s < secs-1; s++ {
+		if math.Abs(float64(counts[s]-rate)) > 0.05*rate {
+			t.Errorf("second %d: %d requests, want %d ± 5%% after the rebalance", s, counts[s], rate)
+		}
+	}
+}

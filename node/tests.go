@@ -433,7 +433,7 @@ func (r *testRun) tick(now time.Time) (over bool) {
 				stopped[id] = ns.Stopped
 			}
 		}
-		out = r.coord.Tick(now, scheduler.View{Alive: accepted, Stopped: stopped})
+		out = r.coord.Tick(now, scheduler.View{Alive: accepted, Stopped: stopped, Behind: r.behindLocked(now)})
 		if out.Plan != nil {
 			out.Plan.LeaseTTL = ts.cfg.LeaseTTL
 		}
@@ -937,4 +937,45 @@ func joinReasons(m map[string]string) string {
 	}
 	sort.Strings(l)
 	return strings.Join(l, "; ")
+}
+
+// behindWindow is how many seconds in a row a node must drop arrivals to
+// count as falling behind.
+const behindWindow = 3
+
+// behindLocked finds the nodes whose last behindWindow reported seconds
+// all dropped arrivals (their generator cannot keep up: CPU-bound, or
+// max_in_flight too small for the target's latency), with the arrival
+// rate they did achieve.
+func (r *testRun) behindLocked(now time.Time) map[string]float64 {
+	if r.plan == nil {
+		return nil
+	}
+	recent := int64(now.Sub(r.plan.Start)/time.Second) - behindWindow - 2
+	var out map[string]float64
+	for id, res := range r.results {
+		ns := r.node(id)
+		if ns.Done || ns.Stopped != "" || ns.LastT < recent {
+			continue
+		}
+		var arrivals int64
+		behind := true
+		for t := ns.LastT - behindWindow + 1; t <= ns.LastT && behind; t++ {
+			sec, ok := res.Seconds[t]
+			if !ok {
+				behind = false
+				break
+			}
+			sum := storage.SummarizeSecond(sec)
+			behind = sum.Dropped > 0
+			arrivals += sum.Arrivals
+		}
+		if behind && ns.LastT >= behindWindow-1 {
+			if out == nil {
+				out = map[string]float64{}
+			}
+			out[id] = float64(arrivals) / behindWindow
+		}
+	}
+	return out
 }

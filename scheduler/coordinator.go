@@ -53,6 +53,9 @@ type Test struct {
 type View struct {
 	Alive   map[string]Member // alive members by id, this node included
 	Stopped map[string]string // nodes that reported they stopped, and why
+	// Behind holds the nodes whose generator falls behind (they dropped
+	// arrivals for several seconds in a row), with the rate they achieved.
+	Behind map[string]float64
 }
 
 // Output is what a tick asks the driver to send.
@@ -85,6 +88,11 @@ type Coordinator struct {
 	moved      map[string]bool      // lost nodes whose share was reassigned
 	lastLease  time.Time
 	noMajority bool
+	// slow caps the capacity of nodes found falling behind, and when, so a
+	// node is not rebalanced again before Cooldown.
+	slow map[string]float64
+	// lastRebalance is when load last moved off slow nodes.
+	lastRebalance time.Time
 }
 
 // NewCoordinator makes self the scheduler of a test.
@@ -93,7 +101,7 @@ func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, e
 		return nil, err
 	}
 	return &Coordinator{cfg: cfg, test: t, self: self, nodes: map[string]bool{},
-		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}}, nil
+		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}, slow: map[string]float64{}}, nil
 }
 
 // Plan returns the current plan (nil before Begin or Resume).
@@ -180,6 +188,8 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		sort.Strings(ready)
 		p, note := c.replan(now, v, ready)
 		out.Plan, out.Note = p, note
+	} else if p, note := c.rebalance(now, v); p != nil {
+		out.Plan, out.Note = p, note
 	}
 
 	if now.Sub(c.lastLease) >= c.cfg.LeaseEvery || out.Plan != nil {
@@ -215,6 +225,11 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 		exclude[n] = true
 	}
 	cands := members(v, exclude)
+	for i, m := range cands {
+		if r, ok := c.slow[m.ID]; ok {
+			cands[i].Info.Capacity = min(m.Info.Capacity, r)
+		}
+	}
 	sp, err := SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
 	note := ""
 	if errors.Is(err, ErrInfeasible) {
@@ -288,4 +303,65 @@ func wireShares(sp *Split) []PlanShare {
 		out[i] = PlanShare{Node: s.Node, Region: s.Region, Segments: toWire(s.Segments), Seed: s.Seed}
 	}
 	return out
+}
+
+// rebalanceCooldown spaces out moves of load off slow nodes, so that a
+// node's new share shows in its results before it is judged again.
+const rebalanceCooldown = 10 * time.Second
+
+// rebalance moves load off nodes whose generator falls behind: their
+// capacity is capped at 90% of what they achieved, and the rest of the
+// test is split again. It does nothing when no other node has room (the
+// rate would just stay where it is). A slow node's share shrinks at the
+// same instant the others' grow; it was not sending its full share anyway,
+// so the change cannot push the fleet over the planned rate.
+func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
+	if len(v.Behind) == 0 || now.Sub(c.lastRebalance) < rebalanceCooldown {
+		return nil, ""
+	}
+	var slow []string
+	for id, achieved := range v.Behind {
+		if _, ok := c.plan.Share(id); !ok {
+			continue
+		}
+		if _, gone := c.lost[id]; gone {
+			continue
+		}
+		c.slow[id] = max(0.9*achieved, 0)
+		slow = append(slow, id)
+	}
+	if len(slow) == 0 {
+		return nil, ""
+	}
+	sort.Strings(slow)
+	eff := now.Add(c.cfg.Lead).Sub(c.plan.Start)
+	if eff >= c.test.Profile.Duration() {
+		return nil, ""
+	}
+	rest := scenarios.Profile{}.Splice(eff, c.test.Profile)
+	exclude := map[string]bool{}
+	for n := range c.lost {
+		exclude[n] = true
+	}
+	cands := members(v, exclude)
+	for i, m := range cands {
+		if r, ok := c.slow[m.ID]; ok {
+			cands[i].Info.Capacity = min(m.Info.Capacity, r)
+		}
+	}
+	sp, err := SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+	if err != nil {
+		// No headroom elsewhere: keep the plan.
+		return nil, ""
+	}
+	c.lastRebalance = now
+	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
+		Effective: eff, Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
+	for _, s := range c.plan.Shares {
+		if !c.nodes[s.Node] {
+			c.nodes[s.Node] = true
+			c.lastLeased[s.Node] = now
+		}
+	}
+	return c.plan, fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond))
 }

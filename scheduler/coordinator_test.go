@@ -12,13 +12,14 @@ import (
 // trace drives a coordinator with a fake clock and records what it did, one
 // line per event, so that a test reads as the story of a test run.
 type trace struct {
-	t     *testing.T
-	c     *Coordinator
-	now   time.Time
-	alive map[string]Member
-	stop  map[string]string
-	log   []string
-	lease string // nodes of the last lease, to log changes only
+	t      *testing.T
+	c      *Coordinator
+	now    time.Time
+	alive  map[string]Member
+	stop   map[string]string
+	log    []string
+	lease  string             // nodes of the last lease, to log changes only
+	behind map[string]float64 // nodes reported falling behind
 }
 
 func newTrace(t *testing.T, self string, rate float64, nodes ...string) *trace {
@@ -39,7 +40,7 @@ func (tr *trace) join(n string) {
 	tr.alive[n] = Member{ID: n, Info: scenarios.NodeInfo{Name: n, Capacity: 100}}
 }
 
-func (tr *trace) view() View { return View{Alive: tr.alive, Stopped: tr.stop} }
+func (tr *trace) view() View { return View{Alive: tr.alive, Stopped: tr.stop, Behind: tr.behind} }
 
 // run ticks every 250ms for d and logs plans and lease changes.
 func (tr *trace) run(d time.Duration) {
@@ -214,3 +215,23 @@ func TestPlanValidate(t *testing.T) {
 }
 
 func nan() float64 { z := 0.0; return z / z }
+
+func TestTraceSlowNodeSheds(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	tr.c.Begin(tr.now, tr.view())
+	tr.run(time.Second)
+	tr.expect("250ms lease a,b,c")
+	// c only manages 20/s of its 50: its capacity is capped at 18, and
+	// since weights follow capacity it now gets 150*18/218 = 12; a and b
+	// take the rest, from Lead later.
+	tr.behind = map[string]float64{"c": 20}
+	tr.run(time.Second)
+	tr.expect("1.25s plan epoch 2 from 1.25s: a=69 b=69 c=12")
+	// Not again before the cooldown, even if it still lags.
+	tr.run(5 * time.Second)
+	tr.expect()
+	// No headroom anywhere: the plan stays.
+	tr.behind = map[string]float64{"a": 10, "b": 10, "c": 10}
+	tr.run(10 * time.Second)
+	tr.expect()
+}
