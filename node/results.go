@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -290,16 +291,13 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, id := range ids {
+	decoded, err := decodeParts(ids, chosen)
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
 		p := chosen[id]
-		t, err := storage.DecodeSecond(p.Total)
-		if err != nil {
-			return nil, fmt.Errorf("results of %s: %w", name(id), err)
-		}
-		c, err := storage.DecodeSeries(p.Series)
-		if err != nil {
-			return nil, fmt.Errorf("results of %s: %w", name(id), err)
-		}
+		t, c := decoded[i].total, decoded[i].coarse
 		one := storage.NewSeries()
 		if err := one.Add(t); err != nil {
 			return nil, err
@@ -450,4 +448,45 @@ func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string
 			}
 		}
 	}
+}
+
+type decodedPart struct {
+	total  *storage.Second
+	coarse *storage.Series
+}
+
+// decodeParts decodes the answers in parallel, one goroutine per core:
+// decoding is most of a large query's work, and merging (sequential) is
+// cheaper once the parts are in memory.
+func decodeParts(ids []string, chosen map[string]QueryPart) ([]decodedPart, error) {
+	out := make([]decodedPart, len(ids))
+	errs := make([]error, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				p := chosen[ids[i]]
+				t, err := storage.DecodeSecond(p.Total)
+				if err != nil {
+					errs[i] = fmt.Errorf("results of %s: %w", ids[i], err)
+					continue
+				}
+				c, err := storage.DecodeSeries(p.Series)
+				if err != nil {
+					errs[i] = fmt.Errorf("results of %s: %w", ids[i], err)
+					continue
+				}
+				out[i] = decodedPart{t, c}
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out, errors.Join(errs...)
 }

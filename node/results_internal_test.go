@@ -111,17 +111,20 @@ func BenchmarkQueryMerge(b *testing.B) {
 		}
 	})
 	b.Run("merge50", func(b *testing.B) {
+		ids := make([]string, nodes)
+		chosen := map[string]QueryPart{}
+		for i := range ids {
+			ids[i] = string(rune('A' + i))
+			chosen[ids[i]] = QueryPart{Total: parts[0][0], Series: parts[0][1]}
+		}
 		for range b.N {
 			total, coarse := storage.NewSeries(), storage.NewSeries()
-			for range nodes {
-				t0, err := storage.DecodeSecond(parts[0][0])
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := storage.DecodeSeries(parts[0][1])
-				if err != nil {
-					b.Fatal(err)
-				}
+			dec, err := decodeParts(ids, chosen)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, d := range dec {
+				t0, c := d.total, d.coarse
 				x := storage.NewSeries()
 				_ = x.Add(t0)
 				if err := total.Merge(x); err != nil {
