@@ -421,3 +421,20 @@ func TestFleetSlowNodeSheds(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitThenFollowAtOnce: the submitting node knows the test as soon
+// as the submit returns (no wait for its own announcement over gossip).
+func TestSubmitThenFollowAtOnce(t *testing.T) {
+	nodes := fleet(t, 1)
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	for range 5 {
+		id, err := c.Submit(context.Background(), spec(ct.srv.URL, 10, 1), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Test(context.Background(), id, 0, false); err != nil {
+			t.Fatalf("right after submit: %v", err)
+		}
+	}
+}

@@ -112,7 +112,15 @@ func (ts *tests) submit(ctx context.Context, spec []byte, target string) (string
 		return "", err
 	}
 	a := Announce{ID: newID(), Spec: spec, Target: target, Submitter: ts.n.cfg.Name, Created: time.Now(), Seed: mrand.Uint64() | 1}
+	// Known here at once, so the submitter can follow it straight away;
+	// the announcement coming back over gossip is then a no-op.
+	if err := ts.admit(a, ts.self); err != nil {
+		return "", err
+	}
 	if err := swarm.Publish(ctx, ts.fleet, swarm.TypeTestAnnounce, wireVersion, a.ID, a); err != nil {
+		if r := ts.get(a.ID); r != nil {
+			r.stop("could not announce the test: "+err.Error(), true)
+		}
 		return "", fmt.Errorf("announce: %w", err)
 	}
 	return a.ID, nil
