@@ -376,6 +376,17 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	for region, s := range regions {
 		rep.ByRegion[region] = storage.Summarize(s, nil)
 	}
+	// Thresholds on the fleet-wide numbers as reported (the test's target),
+	// with the regions for rules like regions["ap-south"].p95 < 300.
+	var pass bool
+	rep.Thresholds, pass = r.sc.Evaluate(scenarios.ThresholdEnvWith(rep.Summary, rep.ByStep, rep.ByRegion))
+	if rep.Thresholds == nil {
+		rep.Thresholds = []scenarios.ThresholdResult{}
+	}
+	rep.Status = scenarios.StatusPassed
+	if !pass {
+		rep.Status = scenarios.StatusFailed
+	}
 	switch r.state {
 	case StateStopped:
 		rep.Interrupted = true

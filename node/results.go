@@ -313,7 +313,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		if err := coarse.Merge(c); err != nil {
 			return nil, err
 		}
-		if by["region"] {
+		{ // regions always: thresholds may name them
 			r := regions[id]
 			if r == "" {
 				if m, ok := n.sw.Member(id); ok {
@@ -349,11 +349,12 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	if by["step"] {
 		res.ByStep = steps
 	}
+	byRegion := map[string]storage.Summary{}
+	for k, v := range perRegion {
+		byRegion[k] = fix(storage.Summarize(v, nil))
+	}
 	if by["region"] {
-		res.ByRegion = map[string]storage.Summary{}
-		for k, v := range perRegion {
-			res.ByRegion[k] = fix(storage.Summarize(v, nil))
-		}
+		res.ByRegion = byRegion
 	}
 	if by["node"] {
 		res.ByNode = map[string]storage.Summary{}
@@ -363,7 +364,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	}
 	res.Samples = total.Samples
 	var pass bool
-	res.Thresholds, pass = sc.Evaluate(scenarios.ThresholdEnv(res.Summary, steps))
+	res.Thresholds, pass = sc.Evaluate(scenarios.ThresholdEnvWith(res.Summary, steps, byRegion))
 	if res.Thresholds == nil {
 		res.Thresholds = []scenarios.ThresholdResult{}
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/loadswarm/loadswarm/storage"
 )
 
 const okHead = "name: t\ntarget: http://127.0.0.1:8080\n"
@@ -284,4 +286,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an unusable scenario: total %v, duration %s", sc.Profile.Total(), sc.Profile.Duration())
 		}
 	})
+}
+
+func TestRegionThresholds(t *testing.T) {
+	sc, err := Parse([]byte(okHead + "duration: 1s\nload: {rate: 1}\nrequests: [{name: a}]\nthresholds: ['regions[\"ap-south\"].p95 < 300', 'regions[\"eu-west\"].requests > 0']\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fast, slow storage.Summary
+	fast.Requests, fast.Latency.P95 = 10, 20
+	slow.Requests, slow.Latency.P95 = 10, 400
+	res, pass := sc.Evaluate(ThresholdEnvWith(fast, nil, map[string]storage.Summary{"eu-west": fast, "ap-south": slow}))
+	if pass || res[0].Pass || !res[1].Pass {
+		t.Fatalf("slow region passed: %+v", res)
+	}
+	// A region that sent nothing fails with a reason rather than passing.
+	res, pass = sc.Evaluate(ThresholdEnvWith(fast, nil, nil))
+	if pass || res[0].Pass {
+		t.Fatalf("missing region passed: %+v", res)
+	}
 }

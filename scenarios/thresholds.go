@@ -28,7 +28,8 @@ type ThresholdResult struct {
 
 // thresholdVars are the names a threshold can use, all numbers: latencies
 // in milliseconds, rates per second, ratios 0-1. `steps["name"]` holds the
-// same names for one step.
+// same names for one step, and `regions["eu-west"]` for one region of a
+// fleet run (a rule over a region that sent nothing fails with the reason).
 var thresholdVars = []string{
 	"requests", "errors", "dropped", "arrivals", "planned",
 	"error_rate", "drop_rate", "rate", "target_rate", "request_rate",
@@ -43,17 +44,27 @@ func thresholdEnvExample() map[string]any {
 		m[k] = 0.0
 	}
 	m["steps"] = map[string]map[string]any{}
+	m["regions"] = map[string]map[string]any{}
 	return m
 }
 
 // ThresholdEnv turns a summary into the variables thresholds see.
 func ThresholdEnv(s storage.Summary, steps map[string]storage.Summary) map[string]any {
+	return ThresholdEnvWith(s, steps, nil)
+}
+
+// ThresholdEnvWith adds the fleet's regions: `regions["eu-west"].p95`.
+func ThresholdEnvWith(s storage.Summary, steps, regions map[string]storage.Summary) map[string]any {
 	m := summaryVars(s)
-	st := make(map[string]map[string]any, len(steps))
-	for k, v := range steps {
-		st[k] = summaryVars(v)
+	group := func(g map[string]storage.Summary) map[string]map[string]any {
+		out := make(map[string]map[string]any, len(g))
+		for k, v := range g {
+			out[k] = summaryVars(v)
+		}
+		return out
 	}
-	m["steps"] = st
+	m["steps"] = group(steps)
+	m["regions"] = group(regions)
 	return m
 }
 
@@ -88,7 +99,7 @@ func (sc *Scenario) compileThresholds(errs *problems, spec *Spec) {
 		}
 		p, err := compileExpr(t.Expr, env, expr.AsBool())
 		if err != nil {
-			errs.add(path, "%q: %v (names: %v, steps[\"name\"].p95, ...)", t.Expr, err, thresholdVars)
+			errs.add(path, "%q: %v (names: %v, steps[\"name\"].p95, regions[\"eu-west\"].p95, ...)", t.Expr, err, thresholdVars)
 			continue
 		}
 		sc.Thresholds = append(sc.Thresholds, &Threshold{Src: t.Expr, Abort: t.Abort, After: t.After.D(), prog: p})
