@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/swarm
 FUZZTIME ?= 5s
 
-.PHONY: all build test unit fuzz vet demo bench clean
+.PHONY: all build test unit fuzz vet demo bench bench-big clean
 
 all: build
 
@@ -35,8 +35,15 @@ test: vet unit fuzz
 demo: build
 	./scripts/demo.sh
 
+# The loopback benchmark against vegeta and wrk, then the Go benchmarks
+# (executor, split over 10,000 nodes, storage, the 50-node query).
 bench: build
 	./scripts/bench.sh
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scenarios/ ./scheduler/ ./storage/ ./node/
+
+# 50 in-process nodes: convergence, death detection, idle CPU.
+bench-big:
+	SWARM_BIG=1 $(GO) test -run TestBigCluster -v -timeout 10m ./swarm/
 
 clean:
 	rm -rf bin scripts/bench-out
