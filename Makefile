@@ -39,7 +39,8 @@ demo: build
 # (executor, split over 10,000 nodes, storage, the 50-node query).
 bench: build
 	./scripts/bench.sh
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./scenarios/ ./scheduler/ ./storage/ ./node/
+	$(GO) test -run '^$$' -bench . ./scenarios/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./storage/ ./node/
 
 # 50 in-process nodes: convergence, death detection, idle CPU.
 bench-big:
