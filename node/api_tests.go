@@ -270,7 +270,10 @@ func (r *testRun) status(since int64, byNode bool) (*TestStatus, error) {
 	}
 	st.CompleteThrough = r.completeThroughLocked()
 
-	if r.state != StatePending && r.state != StateRunning {
+	switch {
+	case r.final != nil:
+		st.Report = r.final // retired: its seconds are in the stores
+	case r.state != StatePending && r.state != StateRunning:
 		rep, err := r.reportLocked()
 		if err != nil {
 			return nil, err

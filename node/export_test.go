@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"time"
 
 	"github.com/loadswarm/loadswarm/storage"
 )
@@ -26,3 +27,10 @@ func (n *Node) Crash() {
 
 // Store exposes the node's results store to tests.
 func (n *Node) Store() *storage.Store { return n.store }
+
+// SetRetireAfter shortens how long a finished test stays live, for tests.
+func SetRetireAfter(d time.Duration) func() {
+	old := retireAfter
+	retireAfter = d
+	return func() { retireAfter = old }
+}

@@ -438,3 +438,26 @@ func TestSubmitThenFollowAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRetiredTestKeepsItsReport: once a finished test is retired from
+// memory, its status still has the report and its results come from the
+// stores.
+func TestRetiredTestKeepsItsReport(t *testing.T) {
+	defer node.SetRetireAfter(100 * time.Millisecond)()
+	nodes := fleet(t, 2)
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, st := runTest(t, nodes, 0, spec(ct.srv.URL, 50, 2))
+	swarmtest.WaitFor(t, 5*time.Second, "retired", func() (bool, string) {
+		s, err := c.Test(context.Background(), id, 0, false)
+		return err == nil && len(s.Seconds) == 0 && s.Report != nil, fmt.Sprint(len(s.Seconds), err)
+	})
+	s, _ := c.Test(context.Background(), id, 0, false)
+	if s.Report.Requests != st.Report.Requests {
+		t.Fatalf("retired report: %d requests, was %d", s.Report.Requests, st.Report.Requests)
+	}
+	res, err := c.Results(context.Background(), id, nil, 0, -1)
+	if err != nil || res.Requests != st.Report.Requests {
+		t.Fatalf("results after retirement: %v, %d", err, res.Requests)
+	}
+}

@@ -351,8 +351,9 @@ type testRun struct {
 	runCancel context.CancelFunc
 	profile   scenarios.Profile // this node's current profile
 	fetching  bool
-	declined  string    // why this node declined the test, if it did
-	admitted  time.Time // when this node learned of the test
+	declined  string       // why this node declined the test, if it did
+	admitted  time.Time    // when this node learned of the test
+	final     *FleetReport // the report, kept once the test is retired
 }
 
 func (r *testRun) node(id string) *nodeStatus {
@@ -375,10 +376,34 @@ func (r *testRun) loop() {
 			return
 		case now := <-tick.C:
 			if done := r.tick(now); done {
+				r.retire()
 				return
 			}
 		}
 	}
+}
+
+// retireAfter is how long a test that is over stays live in memory:
+// stragglers' last seconds still come in, and followers read its status.
+// After that its topic is left, its report is kept, and its per-second
+// results are served from the store (swarm results).
+var retireAfter = time.Minute
+
+// retire waits retireAfter, then keeps the report and frees the rest.
+func (r *testRun) retire() {
+	select {
+	case <-r.ctx.Done():
+		return
+	case <-time.After(retireAfter):
+	}
+	r.mu.Lock()
+	if rep, err := r.reportLocked(); err == nil {
+		r.final = rep
+	}
+	r.results = map[string]*storage.Series{}
+	r.mu.Unlock()
+	r.cancel() // ends the subscription
+	r.topic.Close()
 }
 
 func (r *testRun) tick(now time.Time) (over bool) {
