@@ -193,7 +193,7 @@ type Results struct {
 	Answered     int      `json:"answered"` // nodes that answered the query
 	BytesMoved   int64    `json:"bytes_moved"`
 	From         int64    `json:"from"`
-	To           int64    `json:"to"`
+	To           int64    `json:"to"` // -1: to the end, the responses after the last arrival included
 	Resolution   int64    `json:"resolution_s"`
 }
 
@@ -222,14 +222,18 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	if err != nil {
 		return nil, fmt.Errorf("test %q: its stored spec: %w", testID, err)
 	}
+	// Rates are over the seconds with planned arrivals; the query reaches
+	// past them when to is open (-1), to take in the responses that came
+	// after the last arrival.
 	dur := int64(math.Ceil(sc.Profile.Duration().Seconds()))
-	if to < 0 || to >= dur {
-		to = dur - 1
+	last := to
+	if last < 0 || last >= dur {
+		last = dur - 1
 	}
-	if from > to {
-		return nil, fmt.Errorf("from %d is past the test's last second %d", from, to)
+	if from > last {
+		return nil, fmt.Errorf("from %d is past the test's last second %d", from, last)
 	}
-	q := Query{TestID: testID, From: from, To: to, Resolution: max(1, (to-from+1+119)/120)}
+	q := Query{TestID: testID, From: from, To: to, Resolution: max(1, (last-from+1+119)/120)}
 
 	res := &Results{ID: testID, Name: sc.Name, Target: sc.Target.String(), From: from, To: to, Resolution: q.Resolution,
 		MissingNodes: []string{}, FromReplicas: []string{}}
@@ -332,7 +336,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		}
 	}
 	// Totals span the queried range, not one merged second.
-	span := float64(to - from + 1)
+	span := float64(last - from + 1)
 	fix := func(s storage.Summary) storage.Summary {
 		s.DurationSec = span
 		s.Rate = storage.Rate{Target: float64(s.Planned) / span, Achieved: float64(s.Arrivals) / span, Requests: float64(s.Requests) / span}
@@ -340,7 +344,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	}
 	res.Summary = fix(storage.Summarize(total, nil))
 	// The target is the test's: a missing node's share shows as a shortfall.
-	res.Planned = int64(math.Round(sc.Profile.Hits(time.Duration(to+1)*time.Second) - sc.Profile.Hits(time.Duration(from)*time.Second)))
+	res.Planned = int64(math.Round(sc.Profile.Hits(time.Duration(last+1)*time.Second) - sc.Profile.Hits(time.Duration(from)*time.Second)))
 	res.Rate.Target = float64(res.Planned) / span
 	steps := storage.SummarizeBy(total, func(d storage.Dim) string { return d.Step })
 	for k, v := range steps {
@@ -381,7 +385,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	sort.Slice(pts, func(a, b int) bool { return pts[a] < pts[b] })
 	for _, t := range pts {
 		sum := storage.SummarizeSecond(coarse.Seconds[t])
-		w := float64(min(q.Resolution, to-t+1))
+		w := float64(max(1, min(q.Resolution, last-t+1)))
 		planned := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
 		res.Series = append(res.Series, SeriesPoint{T: t, Target: planned / w, Achieved: float64(sum.Arrivals) / w,
 			P50: sum.Latency.P50, P99: sum.Latency.P99, Errors: sum.Errors})

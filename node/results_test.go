@@ -76,7 +76,8 @@ thresholds: ['p99 < 5000']
 	if byRegion != res.Requests || byStep != res.Requests || len(res.ByNode) != 3 {
 		t.Fatalf("by region %d, by step %d, %d nodes; total %d", byRegion, byStep, len(res.ByNode), res.Requests)
 	}
-	if len(res.Series) != 4 || res.Series[1].Achieved != 300 || res.Series[1].Target != 300 {
+	// Four seconds of arrivals, maybe a fifth with the last responses.
+	if n := len(res.Series); n < 4 || n > 5 || res.Series[1].Achieved != 300 || res.Series[1].Target != 300 {
 		t.Fatalf("series %+v", res.Series)
 	}
 	t.Logf("query moved %d bytes", res.BytesMoved)

@@ -351,9 +351,10 @@ type testRun struct {
 	runCancel context.CancelFunc
 	profile   scenarios.Profile // this node's current profile
 	fetching  bool
-	declined  string       // why this node declined the test, if it did
-	admitted  time.Time    // when this node learned of the test
-	final     *FleetReport // the report, kept once the test is retired
+	declined  string          // why this node declined the test, if it did
+	admitted  time.Time       // when this node learned of the test
+	final     *FleetReport    // the report, kept once the test is retired
+	pending   *scheduler.Plan // a plan from a node not (yet) ranked first here
 }
 
 func (r *testRun) node(id string) *nodeStatus {
@@ -417,6 +418,11 @@ func (r *testRun) tick(now time.Time) (over bool) {
 	if r.state == StateDone || r.state == StateFailed || r.state == StateStopped {
 		r.mu.Unlock()
 		return true
+	}
+	if p := r.pending; p != nil && p.Scheduler == sched {
+		r.mu.Unlock()
+		r.applyPlan(p) // this node's view now agrees on the scheduler
+		r.mu.Lock()
 	}
 	// Become the scheduler, or stop being it.
 	if sched == ts.self && r.coord == nil {
@@ -572,11 +578,27 @@ func (r *testRun) onMessage(msg swarm.Message) {
 }
 
 // applyPlan follows a plan with a higher epoch than the one held.
+//
+// Only the node this node ranks first for the test may lead it: a plan from
+// another member is held back (kept as pending) until this node's view of
+// the fleet agrees, which happens within a failure-detection delay after a
+// takeover, and never for a member that merely claims the role.
 func (r *testRun) applyPlan(p *scheduler.Plan) {
+	expected := r.ts.schedulerFor(r.id, r.ts.view())
 	r.mu.Lock()
 	if r.plan != nil && p.Epoch <= r.plan.Epoch {
 		r.mu.Unlock()
 		return
+	}
+	if p.Scheduler != expected {
+		if r.pending == nil || p.Epoch > r.pending.Epoch {
+			r.pending = p
+		}
+		r.mu.Unlock()
+		return
+	}
+	if r.pending != nil && r.pending.Epoch <= p.Epoch {
+		r.pending = nil
 	}
 	if r.state != StatePending && r.state != StateRunning {
 		r.mu.Unlock()
@@ -607,6 +629,12 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	switch {
 	case mine && !r.running && r.ownStop == "":
 		r.profile = share.Profile()
+		if elapsed > 0 {
+			// A late start (a plan that arrived after the start, or a share
+			// given mid-test): arrivals already due must not come in a
+			// burst to catch up.
+			r.profile = scenarios.Profile{}.Splice(elapsed+50*time.Millisecond, r.profile)
+		}
 		r.startRunLocked(p, share)
 	case mine && r.running:
 		at := max(p.Effective, elapsed+50*time.Millisecond)

@@ -110,7 +110,11 @@ func writeSeriesCSV(w io.Writer, series []node.SeriesPoint) error {
 }
 
 func printResults(w io.Writer, r node.Results) {
-	fmt.Fprintf(w, "%s (%s) — %s, seconds %d..%d\n", r.Name, r.ID, r.Target, r.From, r.To)
+	to := "the end"
+	if r.To >= 0 {
+		to = fmt.Sprint(r.To)
+	}
+	fmt.Fprintf(w, "%s (%s) — %s, seconds %d to %s\n", r.Name, r.ID, r.Target, r.From, to)
 	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n",
 		fmtRate(r.Rate.Target), fmtRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
 	fmt.Fprintf(w, "requests %d, errors %d, p50 %s, p90 %s, p95 %s, p99 %s, max %s\n", r.Requests, r.Errors,
