@@ -208,7 +208,7 @@ func (ts *tests) admit(a Announce, sender string) error {
 	r := &testRun{
 		ts: ts, id: a.ID, ann: a, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		state: StatePending, results: map[string]*storage.Series{}, nodes: map[string]*nodeStatus{},
-		log: ts.n.log.With("test", a.ID), admitted: time.Now(),
+		log: ts.n.log.With("test", a.ID), admitted: time.Now(), sharers: map[string]bool{},
 	}
 	ts.byID[a.ID] = r
 	ts.order = append(ts.order, a.ID)
@@ -355,6 +355,7 @@ type testRun struct {
 	admitted  time.Time       // when this node learned of the test
 	final     *FleetReport    // the report, kept once the test is retired
 	pending   *scheduler.Plan // a plan from a node not (yet) ranked first here
+	sharers   map[string]bool // every node that had a share in a plan followed here
 }
 
 func (r *testRun) node(id string) *nodeStatus {
@@ -410,9 +411,14 @@ func (r *testRun) retire() {
 func (r *testRun) tick(now time.Time) (over bool) {
 	ts := r.ts
 	alive := ts.view()
-	sched := ts.schedulerFor(r.id, alive)
-	// The split uses only the nodes that accepted the test.
+	// The split uses only the nodes that accepted the test, and one of
+	// them leads it (a member that never answered cannot stall it). When
+	// nobody accepts, the first of all refuses it with the reasons.
 	accepted, declined, waiting := ts.readiness(r.id, alive)
+	sched := ts.schedulerFor(r.id, accepted)
+	if len(accepted) == 0 {
+		sched = ts.schedulerFor(r.id, alive)
+	}
 
 	r.mu.Lock()
 	if r.state == StateDone || r.state == StateFailed || r.state == StateStopped {
@@ -522,18 +528,7 @@ func (r *testRun) overLocked(now time.Time, alive map[string]scheduler.Member) b
 
 // everShared is every node that had a share in a plan this node saw.
 func (r *testRun) everShared() map[string]bool {
-	out := map[string]bool{}
-	for id, ns := range r.nodes {
-		if ns.Name != "" || ns.Done || ns.LastT >= 0 {
-			out[id] = true
-		}
-	}
-	if r.plan != nil {
-		for _, s := range r.plan.Shares {
-			out[s.Node] = true
-		}
-	}
-	return out
+	return r.sharers
 }
 
 func (r *testRun) publish(t swarm.Type, body any) {
@@ -552,7 +547,15 @@ func (r *testRun) onMessage(msg swarm.Message) {
 			r.log.Warn("bad plan", "from", msg.Sender, "error", err)
 			return
 		}
-		if err := p.Validate(); err != nil || p.TestID != r.id || p.Scheduler != msg.Sender {
+		err := p.Validate()
+		switch {
+		case err != nil:
+		case p.TestID != r.id:
+			err = fmt.Errorf("plan for test %q on test %q's topic", p.TestID, r.id)
+		case p.Scheduler != msg.Sender:
+			err = fmt.Errorf("plan in the name of %s, signed by its sender", p.Scheduler)
+		}
+		if err != nil {
 			r.log.Warn("plan refused", "from", msg.Sender, "error", err)
 			return
 		}
@@ -584,7 +587,8 @@ func (r *testRun) onMessage(msg swarm.Message) {
 // the fleet agrees, which happens within a failure-detection delay after a
 // takeover, and never for a member that merely claims the role.
 func (r *testRun) applyPlan(p *scheduler.Plan) {
-	expected := r.ts.schedulerFor(r.id, r.ts.view())
+	accepted, _, _ := r.ts.readiness(r.id, r.ts.view())
+	expected := r.ts.schedulerFor(r.id, accepted)
 	r.mu.Lock()
 	if r.plan != nil && p.Epoch <= r.plan.Epoch {
 		r.mu.Unlock()
@@ -609,6 +613,7 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	for _, s := range p.Shares {
 		ns := r.node(s.Node)
 		ns.Region = s.Region
+		r.sharers[s.Node] = true
 	}
 	self := r.ts.self
 	share, mine := p.Share(self)
@@ -695,6 +700,15 @@ func (r *testRun) fetchPlan(from string) {
 }
 
 func (r *testRun) onStats(from string, s *Stats) {
+	r.mu.Lock()
+	shared := r.sharers[from]
+	r.mu.Unlock()
+	if !shared {
+		// Only nodes with a share report results: anything else would be
+		// counted into the test's numbers.
+		r.log.Warn("stats refused: the sender has no share in this test", "from", from)
+		return
+	}
 	var sec *storage.Second
 	if len(s.Second) > 0 {
 		var err error
