@@ -34,3 +34,6 @@ func SetRetireAfter(d time.Duration) func() {
 	retireAfter = d
 	return func() { retireAfter = old }
 }
+
+// Isolate cuts the node off from the fleet (both layers) or restores it.
+func (n *Node) Isolate(on bool) { n.sw.SetIsolated(on) }

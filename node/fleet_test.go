@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
 )
 
@@ -465,4 +466,49 @@ func TestRetiredTestKeepsItsReport(t *testing.T) {
 	if err != nil || res.Requests != st.Report.Requests {
 		t.Fatalf("results after retirement: %v, %d", err, res.Requests)
 	}
+}
+
+// TestFleetPartitionedNodeStopsByItself: a node cut off from the fleet (its
+// gossip and libp2p traffic dropped, its process and its link to the target
+// intact) stops its share by itself when its lease runs out; the others take
+// its share after that, and no second goes over the planned rate.
+func TestFleetPartitionedNodeStopsByItself(t *testing.T) {
+	nodes := fleet(t, 4)
+	ct := newCountingTarget(t)
+	const rate, secs = 200, 14
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	var victim *node.Node
+	for _, n := range nodes[1:] {
+		if n.Swarm().Name() != st.Scheduler {
+			victim = n
+			break
+		}
+	}
+	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
+	victim.Isolate(true)
+	cutAt := time.Since(*st.Start)
+	st = waitOver(t, c, id, 40*time.Second)
+	checkRecovery(t, ct, rate, secs, int64(cutAt/time.Second)+8)
+	// The victim's own results: it stopped a lease (1.5 s) and a failure
+	// detection after the cut, not at the end of the test.
+	own, err := victim.Store().Series(id, victim.Swarm().PeerID(), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64 = -1
+	for t, sec := range own.Seconds {
+		if storage.SummarizeSecond(sec).Arrivals > 0 && t > last {
+			last = t
+		}
+	}
+	if stop := time.Duration(last+1) * time.Second; stop > cutAt+5*time.Second || last < 0 {
+		t.Fatalf("cut at %s, the victim sent until second %d", cutAt.Round(time.Millisecond), last)
+	}
+	t.Logf("cut at %s; the victim's last arrivals in second %d", cutAt.Round(time.Millisecond), last)
 }

@@ -608,6 +608,7 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 		r.mu.Unlock()
 		return
 	}
+	first := r.plan == nil
 	r.plan = p
 	r.state = StateRunning
 	for _, s := range p.Shares {
@@ -626,8 +627,10 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	if ttl <= 0 {
 		ttl = r.ts.cfg.LeaseTTL
 	}
-	if mine && r.ownStop == "" {
-		// A plan naming this node renews its lease.
+	if mine && r.ownStop == "" && (first || r.leaseEnd.IsZero()) {
+		// The first plan naming this node is its first lease. Later plans
+		// renew nothing: only leases do, and a scheduler without a majority
+		// sends none (its own takeover plan must not keep it going).
 		r.leaseEnd = now.Add(ttl)
 	}
 	elapsed := now.Sub(p.Start)

@@ -364,3 +364,27 @@ func TestBadMessagesRefusedNodeKeepsRunning(t *testing.T) {
 	}
 	swarmtest.WaitConverged(t, nodes, time.Second)
 }
+
+// TestIsolate: a node cut off with SetIsolated is seen dead by the others
+// and sees them dead, with no traffic over either layer; restored and
+// rejoined, it is back.
+func TestIsolate(t *testing.T) {
+	nodes := swarmtest.Cluster(t, 3, nil)
+	cut := nodes[2]
+	cut.SetIsolated(true)
+	swarmtest.WaitFor(t, 10*time.Second, "isolation seen on both sides", func() (bool, string) {
+		return nodes[0].NumAlive() == 2 && nodes[1].NumAlive() == 2 && cut.NumAlive() == 1,
+			fmt.Sprintf("%d %d %d", nodes[0].NumAlive(), nodes[1].NumAlive(), cut.NumAlive())
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := swarm.NewEnvelope(swarm.TypePing, 1, "", "hello")
+	if _, err := cut.Request(ctx, nodes[0].PeerID(), "/loadswarm/test/echo", req); err == nil {
+		t.Fatal("an isolated node reached a peer over libp2p")
+	}
+	cut.SetIsolated(false)
+	if _, err := cut.Join([]string{nodes[0].GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	swarmtest.WaitConverged(t, nodes, 10*time.Second)
+}

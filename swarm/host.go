@@ -20,7 +20,7 @@ import (
 // newHost builds the libp2p host: TCP only (a private network refuses QUIC
 // and WebRTC anyway), Noise, yamux, no relay, our own resource limits.
 // Closing the host closes its resource and connection managers too.
-func newHost(cfg Config) (host.Host, error) {
+func newHost(cfg Config, g gater) (host.Host, error) {
 	proto := "ip4"
 	if net.ParseIP(cfg.BindAddr).To4() == nil {
 		proto = "ip6"
@@ -45,6 +45,7 @@ func newHost(cfg Config) (host.Host, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(g),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(), // many hosts per test process; the node exports its own metrics
 		libp2p.UserAgent("loadswarm/" + cfg.Version),

@@ -42,6 +42,7 @@ type Swarm struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	isolated    atomic.Bool   // SetIsolated: drop all traffic (fault injection)
 	rejected    atomic.Uint64 // messages refused by the decoder or the sender check
 	eventsDrops atomic.Uint64
 
@@ -115,7 +116,7 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	if s.host, err = newHost(cfg); err != nil {
+	if s.host, err = newHost(cfg, gater{off: &s.isolated}); err != nil {
 		s.cancel()
 		return nil, err
 	}
@@ -147,7 +148,20 @@ func New(cfg Config) (*Swarm, error) {
 		return nil, err
 	}
 
-	if s.ml, err = memberlist.Create(s.memberlistConfig(advertise)); err != nil {
+	mlc := s.memberlistConfig(advertise)
+	gt, err := newGatedTransport(mlc.BindAddr, mlc.BindPort, mlc.Logger, &s.isolated)
+	if err != nil {
+		s.host.Close()
+		s.cancel()
+		return nil, fmt.Errorf("memberlist transport on %s:%d: %w", mlc.BindAddr, mlc.BindPort, err)
+	}
+	if mlc.BindPort == 0 {
+		mlc.BindPort = gt.GetAutoBindPort()
+		mlc.AdvertisePort = mlc.BindPort
+	}
+	mlc.Transport = gt
+	if s.ml, err = memberlist.Create(mlc); err != nil {
+		gt.Shutdown()
 		s.host.Close()
 		s.cancel()
 		return nil, fmt.Errorf("memberlist: %w", err)
