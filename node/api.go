@@ -2,6 +2,8 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 )
@@ -17,6 +19,7 @@ type Health struct {
 	FleetKey     string  `json:"fleet_key"` // the key's fingerprint, or "none"
 	MembersAlive int     `json:"members_alive"`
 	UptimeSec    float64 `json:"uptime_s"`
+	Isolated     bool    `json:"isolated,omitempty"` // cut off from the fleet by POST /v1/debug/isolate
 }
 
 // Peer is one member in GET /v1/peers.
@@ -46,6 +49,41 @@ func (n *Node) routes() {
 	n.mux.HandleFunc("GET /v1/health", n.handleHealth)
 	n.mux.HandleFunc("GET /v1/peers", n.handlePeers)
 	n.testRoutes()
+	n.mux.HandleFunc("POST /v1/debug/isolate", n.handleIsolate)
+}
+
+// Isolation is the body of POST /v1/debug/isolate.
+type Isolation struct {
+	Isolated bool `json:"isolated"`
+}
+
+// handleIsolate cuts this node off from the fleet or restores it: a fault
+// injection for demonstrations and tests (swarm testnet isolate). The API
+// is on loopback, so only this host's users can do it.
+func (n *Node) handleIsolate(w http.ResponseWriter, r *http.Request) {
+	var body Isolation
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"isolated\": true|false}: %v", err))
+		return
+	}
+	n.SetIsolated(body.Isolated)
+	writeJSON(w, http.StatusOK, body)
+}
+
+// SetIsolated cuts the node off from the fleet (gossip and libp2p) or
+// restores it; restored, it joins its seeds again at once.
+func (n *Node) SetIsolated(on bool) {
+	n.sw.SetIsolated(on)
+	n.log.Warn("isolation changed", "isolated", on)
+	if !on && len(n.cfg.Seeds) > 0 {
+		go func() {
+			if _, err := n.sw.Join(n.cfg.Seeds); err != nil {
+				n.log.Warn("rejoin after isolation failed; retrying in the background", "error", err)
+			}
+		}()
+	}
 }
 
 func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +94,7 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Health{
 		Status: "ok", Name: n.cfg.Name, PeerID: n.sw.PeerID(), Version: n.cfg.Version,
 		Gossip: n.sw.GossipAddr(), Fleet: fleet, FleetKey: n.fleetKey.Fingerprint(), MembersAlive: n.sw.NumAlive(),
-		UptimeSec: time.Since(n.started).Seconds(),
+		UptimeSec: time.Since(n.started).Seconds(), Isolated: n.sw.Isolated(),
 	})
 }
 

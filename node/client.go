@@ -98,6 +98,12 @@ func (c *Client) Results(ctx context.Context, id string, by []string, from, to i
 	return res, err
 }
 
+// Isolate cuts the node off from its fleet, or restores it.
+func (c *Client) Isolate(ctx context.Context, on bool) error {
+	b, _ := json.Marshal(Isolation{Isolated: on})
+	return c.do(ctx, http.MethodPost, "/v1/debug/isolate", bytes.NewReader(b), nil)
+}
+
 // Stop stops a test on every node.
 func (c *Client) Stop(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/tests/"+url.PathEscape(id), nil, nil)

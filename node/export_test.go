@@ -36,4 +36,4 @@ func SetRetireAfter(d time.Duration) func() {
 }
 
 // Isolate cuts the node off from the fleet (both layers) or restores it.
-func (n *Node) Isolate(on bool) { n.sw.SetIsolated(on) }
+func (n *Node) Isolate(on bool) { n.SetIsolated(on) }

@@ -728,6 +728,20 @@ func (s *State) Pause(ref string) (*Proc, error) {
 	return p, p.signal(syscall.SIGSTOP)
 }
 
+// Isolate cuts a node off from the fleet (its gossip and libp2p traffic
+// dropped, through its API) while it keeps running and reaching the target:
+// a network partition, without root. on=false heals it.
+func (s *State) Isolate(ctx context.Context, ref string, on bool) (*Proc, error) {
+	n, err := s.Node(ref)
+	if err != nil {
+		return nil, err
+	}
+	if st := n.State(); st != ProcRunning || n.API == "" {
+		return &n.Proc, fmt.Errorf("%s is %s", n.Name, st)
+	}
+	return &n.Proc, node.NewClient(n.API, nil).Isolate(ctx, on)
+}
+
 // Resume continues a paused process with SIGCONT.
 func (s *State) Resume(ref string) (*Proc, error) {
 	p, err := s.proc(ref)

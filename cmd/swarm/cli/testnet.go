@@ -21,7 +21,7 @@ func init() {
 // TestnetOptions are the flags of `swarm testnet ACTION`.
 type TestnetOptions struct {
 	IO     IO
-	Action string // up, down, status, kill, restart, pause, resume
+	Action string // up, down, status, kill, restart, pause, resume, isolate, heal
 	Dir    string
 	// Node is the NODE argument of kill, restart, pause and resume.
 	Node string
@@ -77,7 +77,8 @@ The processes run in the background, with their logs and a state file in
 accepts a test: "swarm run --api ADDR --target URL FILE".
 
 No root needed. Fault commands: kill (a crash), restart (same identity),
-pause/resume (freeze a node, see "swarm testnet pause --help").`,
+isolate/heal (cut a node off from the fleet while it still reaches the
+target: a partition), pause/resume (freeze a node).`,
 		Example: `  swarm testnet up --nodes 3 --regions eu-west,us-east,ap-south
   swarm testnet status
   swarm run --api 127.0.0.1:PORT --target http://127.0.0.1:PORT examples/black-friday.yaml
@@ -160,13 +161,10 @@ back in the fleet.`,
 		Long: `Freeze a node's process with SIGSTOP until "swarm testnet resume NODE".
 
 The others stop hearing from it, find it dead in about 2s, and move its
-share once its lease has run out. Limitation: a frozen node also stops
-sending traffic, so this does not show a node that is cut off from the
-fleet but still reaches the target (a network partition, where the node
-must stop by itself when its lease runs out). That needs per-node network
-rules (netem, iptables or network namespaces, root only), which the testnet
-does not use so that it runs anywhere without root. When resumed, the node
-finds its lease expired and its share gone, and rejoins the fleet.`,
+share once its lease has run out. A frozen node also stops sending traffic;
+for a node that is cut off from the fleet but still reaches the target (a
+partition), use "swarm testnet isolate". When resumed, the node finds its
+lease expired and its share gone, and rejoins the fleet.`,
 		Args: cobra.ExactArgs(1),
 		RunE: run("pause"),
 	}
@@ -176,7 +174,25 @@ finds its lease expired and its share gone, and rejoins the fleet.`,
 		Args:  cobra.ExactArgs(1),
 		RunE:  run("resume"),
 	}
-	root.AddCommand(up, down, status, kill, restart, pause, resume)
+	isolate := &cobra.Command{
+		Use:   "isolate NODE",
+		Short: "Cut a node off from the fleet (a partition) until heal",
+		Long: `Cut a node off from the rest of the fleet: its gossip and libp2p traffic are
+dropped (through its local API, no root needed), while its process runs on
+and still reaches the target. The others find it dead in about 2s and move
+its share once its lease has run out; the node itself, hearing no lease,
+stops its share by itself at lease expiry, so the fleet never sends more
+than planned. "swarm testnet heal NODE" reconnects it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: run("isolate"),
+	}
+	heal := &cobra.Command{
+		Use:   "heal NODE",
+		Short: "Reconnect an isolated node to the fleet",
+		Args:  cobra.ExactArgs(1),
+		RunE:  run("heal"),
+	}
+	root.AddCommand(up, down, status, kill, restart, pause, resume, isolate, heal)
 	return root
 }
 
@@ -227,6 +243,16 @@ func testnetRun(ctx context.Context, opts *TestnetOptions) error {
 			return err
 		}
 		fmt.Fprintf(w, "resumed %s (pid %d)\n", p.Name, p.PID)
+	case "isolate", "heal":
+		p, err := s.Isolate(ctx, opts.Node, opts.Action == "isolate")
+		if err != nil {
+			return err
+		}
+		if opts.Action == "isolate" {
+			fmt.Fprintf(w, "isolated %s: cut off from the fleet until `swarm testnet heal %s`\n", p.Name, p.Name)
+		} else {
+			fmt.Fprintf(w, "healed %s: it rejoins the fleet\n", p.Name)
+		}
 	default:
 		return fmt.Errorf("testnet: unknown action %q", opts.Action)
 	}
