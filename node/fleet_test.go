@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -511,4 +512,31 @@ func TestFleetPartitionedNodeStopsByItself(t *testing.T) {
 		t.Fatalf("cut at %s, the victim sent until second %d", cutAt.Round(time.Millisecond), last)
 	}
 	t.Logf("cut at %s; the victim's last arrivals in second %d", cutAt.Round(time.Millisecond), last)
+}
+
+func TestIsolateEndpoint(t *testing.T) {
+	nodes := fleet(t, 2)
+	base := "http://" + nodes[0].APIAddr() + "/v1/debug/isolate"
+	for _, body := range []string{"", "nope", `{"isolated": "yes"}`, `{"isolated": true, "x": 1}`} {
+		resp, err := http.Post(base, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("body %q: %s, want 400", body, resp.Status)
+		}
+	}
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	if err := c.Isolate(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	swarmtest.WaitFor(t, 10*time.Second, "isolated", func() (bool, string) {
+		h, err := c.Health(context.Background())
+		return err == nil && h.Isolated && nodes[1].Swarm().NumAlive() == 1, fmt.Sprint(err)
+	})
+	if err := c.Isolate(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, nodes)
 }
