@@ -59,16 +59,23 @@ func (ct *countingTarget) snapshot() (map[int64]int, time.Time) {
 }
 
 // fleet starts n nodes with short leases and lead times.
-func fleet(t *testing.T, n int) []*node.Node {
+func fleet(t *testing.T, n int) []*node.Node { return fleetWith(t, n, "n", nil) }
+
+// fleetWith is fleet with names prefix0.. and a hook to change node i's
+// config before it starts.
+func fleetWith(t *testing.T, n int, prefix string, configure func(i int, c *node.Config)) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
-		c := localConfig(t, fmt.Sprintf("n%d", i), t.TempDir())
+		c := localConfig(t, fmt.Sprintf("%s%d", prefix, i), t.TempDir())
 		if i > 0 {
 			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
 		}
 		c.LeaseTTL = 1500 * time.Millisecond
 		c.StartLead = time.Second
+		if configure != nil {
+			configure(i, &c)
+		}
 		nodes = append(nodes, startNode(t, c))
 	}
 	waitConverged(t, nodes)
@@ -332,19 +339,11 @@ func TestFleetStop(t *testing.T) {
 // TestFleetPolicyDecline: a node whose operator does not allow the target
 // declines; the test runs on the others and the submitter sees why.
 func TestFleetPolicyDecline(t *testing.T) {
-	var nodes []*node.Node
-	for i := range 3 {
-		c := localConfig(t, fmt.Sprintf("p%d", i), t.TempDir())
-		if i > 0 {
-			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
-		}
-		c.LeaseTTL, c.StartLead = 1500*time.Millisecond, time.Second
+	nodes := fleetWith(t, 3, "p", func(i int, c *node.Config) {
 		if i == 2 {
 			c.Policy.AllowTargets = []string{"*.staging.example.com"}
 		}
-		nodes = append(nodes, startNode(t, c))
-	}
-	waitConverged(t, nodes)
+	})
 	ct := newCountingTarget(t)
 	c := node.NewClient(nodes[0].APIAddr(), nil)
 	id, err := c.Submit(context.Background(), spec(ct.srv.URL, 100, 2), "")
@@ -386,19 +385,11 @@ func TestFleetPolicyDecline(t *testing.T) {
 // link with few requests in flight) drops arrivals; the scheduler moves its
 // load to nodes with headroom and the target gets the planned rate again.
 func TestFleetSlowNodeSheds(t *testing.T) {
-	var nodes []*node.Node
-	for i := range 3 {
-		c := localConfig(t, fmt.Sprintf("s%d", i), t.TempDir())
-		if i > 0 {
-			c.Seeds = []string{nodes[0].Swarm().GossipAddr()}
-		}
-		c.LeaseTTL, c.StartLead = 1500*time.Millisecond, time.Second
+	nodes := fleetWith(t, 3, "s", func(i int, c *node.Config) {
 		if i == 2 {
 			c.SimLatency = 300 * time.Millisecond
 		}
-		nodes = append(nodes, startNode(t, c))
-	}
-	waitConverged(t, nodes)
+	})
 	ct := newCountingTarget(t)
 	const rate, secs = 150, 14
 	c := node.NewClient(nodes[0].APIAddr(), nil)

@@ -219,18 +219,7 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 	if eff >= c.test.Profile.Duration() {
 		return nil, fmt.Sprintf("lost %v near the end of the test: nothing to move", lost)
 	}
-	rest := scenarios.Profile{}.Splice(eff, c.test.Profile)
-	exclude := map[string]bool{}
-	for n := range c.lost {
-		exclude[n] = true
-	}
-	cands := members(v, exclude)
-	for i, m := range cands {
-		if r, ok := c.slow[m.ID]; ok {
-			cands[i].Info.Capacity = min(m.Info.Capacity, r)
-		}
-	}
-	sp, err := SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+	rest, cands, sp, err := c.restSplit(eff, v)
 	note := ""
 	if errors.Is(err, ErrInfeasible) {
 		// Take what the survivors can carry: under the target, never over
@@ -248,7 +237,7 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 		np.Epoch++
 		np.Shares = nil
 		for _, s := range c.plan.Shares {
-			if !exclude[s.Node] {
+			if _, gone := c.lost[s.Node]; !gone {
 				np.Shares = append(np.Shares, s)
 			}
 		}
@@ -260,14 +249,7 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 	for n, why := range c.lost {
 		excluded[n] = "lost: " + why
 	}
-	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
-		Effective: eff, Shares: wireShares(sp), Excluded: excluded, Unit: sp.Unit}
-	for _, s := range c.plan.Shares {
-		if !c.nodes[s.Node] {
-			c.nodes[s.Node] = true
-			c.lastLeased[s.Node] = now
-		}
-	}
+	c.adopt(now, eff, sp, excluded)
 	return c.plan, fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(c.plan.Shares), eff.Round(time.Millisecond), note)
 }
 
@@ -338,30 +320,44 @@ func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
 	if eff >= c.test.Profile.Duration() {
 		return nil, ""
 	}
-	rest := scenarios.Profile{}.Splice(eff, c.test.Profile)
-	exclude := map[string]bool{}
-	for n := range c.lost {
-		exclude[n] = true
-	}
-	cands := members(v, exclude)
-	for i, m := range cands {
-		if r, ok := c.slow[m.ID]; ok {
-			cands[i].Info.Capacity = min(m.Info.Capacity, r)
-		}
-	}
-	sp, err := SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+	_, _, sp, err := c.restSplit(eff, v)
 	if err != nil {
 		// No headroom elsewhere: keep the plan.
 		return nil, ""
 	}
 	c.lastRebalance = now
+	c.adopt(now, eff, sp, sp.Excluded)
+	return c.plan, fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond))
+}
+
+// restSplit splits the test from eff on over the alive members that are
+// not lost, with the capacity of slow nodes capped.
+func (c *Coordinator) restSplit(eff time.Duration, v View) (rest scenarios.Profile, cands []Member, sp *Split, err error) {
+	rest = scenarios.Profile{}.Splice(eff, c.test.Profile)
+	exclude := map[string]bool{}
+	for n := range c.lost {
+		exclude[n] = true
+	}
+	cands = members(v, exclude)
+	for i, m := range cands {
+		if r, ok := c.slow[m.ID]; ok {
+			cands[i].Info.Capacity = min(m.Info.Capacity, r)
+		}
+	}
+	sp, err = SplitRate(rest, cands, c.test.Distribution, c.test.Seed+c.plan.Epoch)
+	return rest, cands, sp, err
+}
+
+// adopt makes a split the next epoch's plan from eff; nodes new to the
+// test count as leased from now.
+func (c *Coordinator) adopt(now time.Time, eff time.Duration, sp *Split, excluded map[string]string) *Plan {
 	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
-		Effective: eff, Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
+		Effective: eff, Shares: wireShares(sp), Excluded: excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
 	for _, s := range c.plan.Shares {
 		if !c.nodes[s.Node] {
 			c.nodes[s.Node] = true
 			c.lastLeased[s.Node] = now
 		}
 	}
-	return c.plan, fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond))
+	return c.plan
 }
