@@ -256,13 +256,7 @@ func TestFleetNodeDies(t *testing.T) {
 	ct.setStart(*st.Start)
 	// Crash a node that neither schedules nor was asked: the client's node
 	// must stay up to follow the test.
-	var victim *node.Node
-	for _, n := range nodes[1:] {
-		if n.Swarm().Name() != st.Scheduler {
-			victim = n
-			break
-		}
-	}
+	victim := pickVictim(t, nodes, st)
 	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
 	victim.Crash()
 	crashedAt := time.Since(*st.Start)
@@ -475,13 +469,7 @@ func TestFleetPartitionedNodeStopsByItself(t *testing.T) {
 	}
 	st := waitStart(t, c, id)
 	ct.setStart(*st.Start)
-	var victim *node.Node
-	for _, n := range nodes[1:] {
-		if n.Swarm().Name() != st.Scheduler {
-			victim = n
-			break
-		}
-	}
+	victim := pickVictim(t, nodes, st)
 	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
 	victim.Isolate(true)
 	cutAt := time.Since(*st.Start)
@@ -530,4 +518,21 @@ func TestIsolateEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, nodes)
+}
+
+// pickVictim is a node with a share in the test that neither schedules it
+// nor was asked to run it (nodes[0]).
+func pickVictim(t *testing.T, nodes []*node.Node, st node.TestStatus) *node.Node {
+	t.Helper()
+	shared := map[string]bool{}
+	for _, ns := range st.NodeStates {
+		shared[ns.PeerID] = true
+	}
+	for _, n := range nodes[1:] {
+		if n.Swarm().Name() != st.Scheduler && shared[n.Swarm().PeerID()] {
+			return n
+		}
+	}
+	t.Fatalf("no node with a share besides the scheduler %s and the submitter: %+v", st.Scheduler, st.NodeStates)
+	return nil
 }

@@ -351,11 +351,14 @@ type testRun struct {
 	runCancel context.CancelFunc
 	profile   scenarios.Profile // this node's current profile
 	fetching  bool
-	declined  string          // why this node declined the test, if it did
-	admitted  time.Time       // when this node learned of the test
-	final     *FleetReport    // the report, kept once the test is retired
-	pending   *scheduler.Plan // a plan from a node not (yet) ranked first here
-	sharers   map[string]bool // every node that had a share in a plan followed here
+	declined  string              // why this node declined the test, if it did
+	admitted  time.Time           // when this node learned of the test
+	final     *FleetReport        // the report, kept once the test is retired
+	pending   *scheduler.Plan     // a plan from a node not (yet) ranked first here
+	lastLease time.Time           // when the current scheduler last renewed a lease
+	share     scheduler.PlanShare // this node's share in the plan followed
+	paused    time.Time           // when this node paused its share for want of a lease (zero: not paused)
+	sharers   map[string]bool     // every node that had a share in a plan followed here
 }
 
 func (r *testRun) node(id string) *nodeStatus {
@@ -425,9 +428,9 @@ func (r *testRun) tick(now time.Time) (over bool) {
 		r.mu.Unlock()
 		return true
 	}
-	if p := r.pending; p != nil && p.Scheduler == sched {
+	if p := r.pending; p != nil && (p.Scheduler == sched || r.schedulerSilentLocked(now)) {
 		r.mu.Unlock()
-		r.applyPlan(p) // this node's view now agrees on the scheduler
+		r.applyPlan(p) // the view agrees now, or the old scheduler went silent
 		r.mu.Lock()
 	}
 	// Become the scheduler, or stop being it.
@@ -484,7 +487,15 @@ func (r *testRun) tick(now time.Time) (over bool) {
 		}
 	}
 	// This node's own lease.
-	expired := r.running && r.ownStop == "" && !r.leaseEnd.IsZero() && now.After(r.leaseEnd)
+	expired := r.running && r.ownStop == "" && r.paused.IsZero() && !r.leaseEnd.IsZero() && now.After(r.leaseEnd)
+	ttl := r.ts.cfg.LeaseTTL
+	if r.plan != nil && r.plan.LeaseTTL > 0 {
+		ttl = r.plan.LeaseTTL
+	}
+	giveUp := r.running && r.ownStop == "" && !r.paused.IsZero() && now.Sub(r.paused) > 2*ttl
+	if r.running && !r.paused.IsZero() && r.plan != nil && now.After(r.plan.Start.Add(r.sc.Profile.Duration())) {
+		r.ctl.Hold(false) // the test is over: let the paused run end
+	}
 	over = r.overLocked(now, alive)
 	r.mu.Unlock()
 
@@ -498,7 +509,10 @@ func (r *testRun) tick(now time.Time) (over bool) {
 		r.publish(swarm.TypeLease, out.Lease)
 	}
 	if expired {
-		r.stopShare(now, "lease expired")
+		r.pauseShare(now)
+	}
+	if giveUp {
+		r.stopShare(now, "no lease for two lease periods")
 	}
 	if over {
 		r.finish(now)
@@ -589,12 +603,13 @@ func (r *testRun) onMessage(msg swarm.Message) {
 func (r *testRun) applyPlan(p *scheduler.Plan) {
 	accepted, _, _ := r.ts.readiness(r.id, r.ts.view())
 	expected := r.ts.schedulerFor(r.id, accepted)
+	participant := r.ts.accepted(r.id, p.Scheduler)
 	r.mu.Lock()
 	if r.plan != nil && p.Epoch <= r.plan.Epoch {
 		r.mu.Unlock()
 		return
 	}
-	if p.Scheduler != expected {
+	if p.Scheduler != expected && !(participant && r.schedulerSilentLocked(time.Now())) {
 		if r.pending == nil || p.Epoch > r.pending.Epoch {
 			r.pending = p
 		}
@@ -610,6 +625,7 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	}
 	first := r.plan == nil
 	r.plan = p
+	r.lastLease = time.Now() // a new plan is contact from its scheduler
 	r.state = StateRunning
 	for _, s := range p.Shares {
 		ns := r.node(s.Node)
@@ -634,7 +650,12 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 		r.leaseEnd = now.Add(ttl)
 	}
 	elapsed := now.Sub(p.Start)
+	if mine {
+		r.share = share
+	}
 	switch {
+	case mine && r.running && !r.paused.IsZero():
+		// Paused: the new share starts when a lease resumes the run.
 	case mine && !r.running && r.ownStop == "":
 		r.profile = share.Profile()
 		if elapsed > 0 {
@@ -652,6 +673,8 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 		at := max(p.Effective, elapsed)
 		r.profile = r.profile.Until(at)
 		r.ctl.Update(r.profile)
+		r.paused = time.Time{}
+		r.ctl.Hold(false) // no share any more: the run ends
 	}
 	r.mu.Unlock()
 	r.save()
@@ -672,9 +695,31 @@ func (r *testRun) onLease(l *scheduler.Lease) {
 	if l.Epoch < r.plan.Epoch || l.Scheduler != r.plan.Scheduler {
 		return
 	}
+	r.lastLease = time.Now()
 	if l.Holds(r.ts.self) && r.ownStop == "" {
 		r.leaseEnd = time.Now().Add(l.TTL)
+		r.resumeLocked(time.Now())
 	}
+}
+
+// schedulerSilentLocked: the current plan's scheduler has renewed no
+// lease for half a lease TTL. A higher-epoch plan from another node that
+// took part is then a takeover that this node's view of the fleet has not
+// caught up with yet (failure detection lags by up to a second or two), and
+// is followed: waiting for the view would let every lease run out at once.
+func (r *testRun) schedulerSilentLocked(now time.Time) bool {
+	if r.plan == nil {
+		return false
+	}
+	ttl := r.plan.LeaseTTL
+	if ttl <= 0 {
+		ttl = r.ts.cfg.LeaseTTL
+	}
+	last := r.lastLease
+	if last.IsZero() {
+		last = r.admitted
+	}
+	return now.Sub(last) > ttl/2
 }
 
 func (r *testRun) fetchPlan(from string) {
@@ -852,10 +897,43 @@ func (r *testRun) stopShare(now time.Time, why string) {
 	r.ownStop = why
 	r.profile = r.profile.Until(max(now.Sub(r.plan.Start), 0))
 	r.ctl.Update(r.profile)
+	r.ctl.Hold(false)
 	name, region := r.ts.n.cfg.Name, r.ts.n.cfg.Region
 	r.mu.Unlock()
 	r.log.Warn("stopping this node's share", "why", why)
 	r.publish(swarm.TypeStats, Stats{Name: name, Region: region, Stopped: why})
+}
+
+// pauseShare stops this node's arrivals at once when its lease runs out,
+// but keeps the run (held) so that a lease from the test's scheduler, the
+// same or one that took over, resumes it. A node paused for two lease
+// periods gives up (stopShare) and says so, so that its share moves.
+func (r *testRun) pauseShare(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.running || r.ownStop != "" || !r.paused.IsZero() {
+		return
+	}
+	r.paused = now
+	r.ctl.Hold(true)
+	r.profile = r.profile.Until(max(now.Sub(r.plan.Start), 0))
+	r.ctl.Update(r.profile)
+	r.log.Warn("lease expired: this node's share is paused until a lease comes")
+}
+
+// resumeLocked takes the share up again after a pause, from a moment
+// ahead: arrivals missed while paused are not made up.
+func (r *testRun) resumeLocked(now time.Time) {
+	if r.paused.IsZero() || !r.running || r.ownStop != "" {
+		return
+	}
+	r.paused = time.Time{}
+	if _, mine := r.plan.Share(r.ts.self); mine {
+		r.profile = r.profile.Splice(max(now.Sub(r.plan.Start), 0)+50*time.Millisecond, r.share.Profile())
+		r.ctl.Update(r.profile)
+	}
+	r.ctl.Hold(false)
+	r.log.Info("lease back: this node's share resumes")
 }
 
 // stop ends the test on this node (a user's stop, or a failure).
@@ -982,9 +1060,17 @@ func (ts *tests) namesAndRegions(id string) (names, regions map[string]string) {
 	return
 }
 
+// accepted reports whether a node accepted a test (it takes part).
+func (ts *tests) accepted(id, node string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	rd, ok := ts.ready[id][node]
+	return ok && rd.Accept
+}
+
 // readyWait bounds how long a scheduler waits for every node to accept or
 // decline a test before it plans with those that answered.
-const readyWait = 1500 * time.Millisecond
+const readyWait = 3 * time.Second
 
 // readiness splits the alive members by their answer to a test: those
 // that accepted it, those that declined it (and why), and how many have

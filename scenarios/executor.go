@@ -55,6 +55,7 @@ type RunConfig struct {
 // counting arrivals where it was.
 type Control struct {
 	p       atomic.Pointer[Profile]
+	held    atomic.Bool
 	changed chan struct{}
 }
 
@@ -65,6 +66,17 @@ func NewControl() *Control { return &Control{changed: make(chan struct{}, 1)} }
 // while it waits for the next arrival.
 func (c *Control) Update(p Profile) {
 	c.p.Store(&p)
+	c.signal()
+}
+
+// Hold keeps the run going when its profile runs out (a paused share that
+// may get a new profile), until Hold(false).
+func (c *Control) Hold(on bool) {
+	c.held.Store(on)
+	c.signal()
+}
+
+func (c *Control) signal() {
 	select {
 	case c.changed <- struct{}{}:
 	default:
@@ -211,7 +223,15 @@ func (e *executor) pace(ctx context.Context, p Pacer, start time.Time, ctl *Cont
 		elapsed := time.Since(start)
 		wait, stop := p.Pace(elapsed, hits)
 		if stop {
-			return false
+			if ctl == nil || !ctl.held.Load() {
+				return false
+			}
+			select { // held: wait for a new profile or the release
+			case <-ctx.Done():
+				return true
+			case <-changed:
+				continue
+			}
 		}
 		if wait > 0 {
 			timer.Reset(wait)

@@ -319,3 +319,39 @@ func TestLatencyDial(t *testing.T) {
 		t.Fatalf("errors %d, min %.1fms p50 %.1fms: want the simulated 40-50 ms", sum.Errors, sum.Latency.Min, sum.Latency.P50)
 	}
 }
+
+// TestControlHold: a held run outlives the end of its profile and takes a
+// new one (a share paused, then resumed); released, it ends.
+func TestControlHold(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	sc := mustParse(t, fmt.Sprintf("name: hold\ntarget: %s\nduration: 10s\nload: {rate: 100}\nrequests: [{name: a}]\n", srv.URL))
+	ctl := NewControl()
+	ctl.Hold(true)
+	start := time.Now()
+	// Paused from the start: nothing until 500ms.
+	ctl.Update(sc.Profile.Until(0))
+	done := make(chan *Result)
+	go func() {
+		r, _ := Run(context.Background(), RunConfig{Scenario: sc, Start: start, Control: ctl})
+		done <- r
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("a held run ended with its profile")
+	default:
+	}
+	// Resumed for half a second at 100/s: 50 arrivals.
+	ctl.Update(Profile{}.Splice(500*time.Millisecond, sc.Profile).Until(time.Second))
+	ctl.Hold(false)
+	select {
+	case r := <-done:
+		if got := storage.Summarize(r.Series, nil).Arrivals; got != 50 {
+			t.Fatalf("%d arrivals, want 50", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("released run did not end")
+	}
+}
