@@ -72,10 +72,20 @@ func NewCmdRoot(ios IO) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "swarm",
 		Short: "Loadswarm: a peer-to-peer load-testing swarm",
-		Long: `Loadswarm generates open-model HTTP load (arrivals at a planned rate, whatever
-the responses do) and reports exact, mergeable latency percentiles.
+		Long: `Loadswarm is a peer-to-peer load-testing swarm. Identical nodes join a fleet
+by gossip; a test submitted to any node is scheduled by one of them, its rate
+split over the fleet, and every node sends its share as open-model traffic
+(arrivals at the planned rate, whatever the responses do). Reports merge
+every node's results exactly.
 
-Run a test from this host alone:
+Try it on one machine:
+
+  swarm testnet up --nodes 3 --regions eu-west,us-east,ap-south
+  swarm run --api NODE_API --target SHOP_URL examples/slow-region.yaml
+  swarm testnet down
+
+On real hosts: "swarm join" on each (see swarm join --help), then
+"swarm run test.yaml" on any of them. Without a fleet:
 
   swarm run --local examples/constant.yaml
 
