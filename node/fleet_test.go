@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -535,4 +536,48 @@ func pickVictim(t *testing.T, nodes []*node.Node, st node.TestStatus) *node.Node
 	}
 	t.Fatalf("no node with a share besides the scheduler %s and the submitter: %+v", st.Scheduler, st.NodeStates)
 	return nil
+}
+
+// TestAPIBadInput: every bad value a user can send the API is refused with
+// the field and the reason, and the node keeps running.
+func TestAPIBadInput(t *testing.T) {
+	nodes := fleet(t, 1)
+	ct := newCountingTarget(t)
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, _ := runTest(t, nodes, 0, spec(ct.srv.URL, 10, 1))
+	base := "http://" + nodes[0].APIAddr()
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"POST", "/v1/tests", "", 400, "empty"},
+		{"POST", "/v1/tests", "name: [", 400, "invalid scenario"},
+		{"POST", "/v1/tests", strings.Repeat("#", 2<<20), 400, "limit"},
+		{"POST", "/v1/tests?target=ftp://x", string(spec("http://127.0.0.1:1", 1, 1)), 400, "target: scheme"},
+		{"GET", "/v1/tests/nope", "", 404, "not known"},
+		{"GET", "/v1/tests/" + id + "?since=-3", "", 400, "since"},
+		{"GET", "/v1/tests/" + id + "?since=x", "", 400, "since"},
+		{"GET", "/v1/tests/" + id + "/results?by=color", "", 400, "by="},
+		{"GET", "/v1/tests/" + id + "/results?from=-1", "", 400, "from="},
+		{"GET", "/v1/tests/" + id + "/results?to=abc", "", 400, "to="},
+		{"GET", "/v1/tests/" + id + "/results?from=50", "", 404, "past the test's last second"},
+		{"GET", "/v1/tests/nope/results", "", 404, "not known"},
+		{"DELETE", "/v1/tests/nope", "", 404, "not known"},
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := new(strings.Builder)
+		_, _ = io.Copy(b, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(b.String(), tc.want) {
+			t.Errorf("%s %s: %s %q; want %d with %q", tc.method, tc.path[:min(len(tc.path), 60)], resp.Status, b.String(), tc.status, tc.want)
+		}
+	}
+	if _, err := c.Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
