@@ -42,7 +42,11 @@ type Swarm struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	isolated    atomic.Bool   // SetIsolated: drop all traffic (fault injection)
+	isolated atomic.Bool // SetIsolated: drop all traffic (fault injection)
+	// dials bounds concurrent libp2p dials: when a whole fleet joins at
+	// once, every node would otherwise run a Noise handshake with every
+	// other at the same moment and starve the failure detector.
+	dials       chan struct{}
 	rejected    atomic.Uint64 // messages refused by the decoder or the sender check
 	eventsDrops atomic.Uint64
 
@@ -111,6 +115,7 @@ func New(cfg Config) (*Swarm, error) {
 		log:      logger,
 		dec:      dec,
 		members:  make(map[string]*entry),
+		dials:    make(chan struct{}, maxConcurrentDials),
 		watchers: make(map[*watcher]struct{}),
 		topics:   make(map[string]*topicState),
 	}
@@ -552,6 +557,9 @@ func (s *Swarm) goLocked(f func()) {
 
 // connect dials a member over libp2p. Dials that fail are retried by
 // maintain.
+// maxConcurrentDials bounds a node's libp2p dials in flight.
+const maxConcurrentDials = 4
+
 func (s *Swarm) connect(name string, info nodeInfo) {
 	if info.peerID == "" || info.peerID == s.host.ID() || len(info.addrs) == 0 {
 		return
@@ -559,6 +567,15 @@ func (s *Swarm) connect(name string, info nodeInfo) {
 	s.host.Peerstore().AddAddrs(info.peerID, info.addrs, peerstore.PermanentAddrTTL)
 	if s.host.Network().Connectedness(info.peerID) == network.Connected {
 		return
+	}
+	select {
+	case s.dials <- struct{}{}:
+		defer func() { <-s.dials }()
+	case <-s.ctx.Done():
+		return
+	}
+	if s.host.Network().Connectedness(info.peerID) == network.Connected {
+		return // the other side dialed while this one waited
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
