@@ -605,7 +605,10 @@ func (r *testRun) applyPlan(p *scheduler.Plan) {
 	expected := r.ts.schedulerFor(r.id, accepted)
 	participant := r.ts.accepted(r.id, p.Scheduler)
 	r.mu.Lock()
-	if r.plan != nil && p.Epoch <= r.plan.Epoch {
+	// Same epoch from another scheduler: two nodes took over at once (one
+	// falsely suspected the other); the one ranked first here wins.
+	collision := r.plan != nil && p.Epoch == r.plan.Epoch && p.Scheduler != r.plan.Scheduler && p.Scheduler == expected
+	if r.plan != nil && p.Epoch <= r.plan.Epoch && !collision {
 		r.mu.Unlock()
 		return
 	}
