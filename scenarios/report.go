@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"math"
 	"sort"
 
 	"github.com/loadswarm/loadswarm/storage"
@@ -41,6 +42,13 @@ func BuildReport(sc *Scenario, s *storage.Series) Report {
 		}
 	}
 	sum := storage.Summarize(s, nil)
+	// The target is the test's plan, not the arrivals the pacer drew (a
+	// Poisson run draws more or fewer than the rate), nor what the nodes
+	// that answered planned.
+	if d := sc.Profile.Duration().Seconds(); d > 0 {
+		sum.Planned = int64(math.Round(sc.Profile.Total()))
+		sum.Rate.Target = sc.Profile.Total() / d
+	}
 	results, pass := sc.Evaluate(ThresholdEnv(sum, byStep))
 	r := Report{
 		Name: sc.Name, Target: sc.Target.String(),

@@ -164,7 +164,7 @@ func (v *liveView) second(s *storage.Second) {
 	v.dropped += sum.Dropped
 	if !v.quiet {
 		fmt.Fprintf(v.w, "%5s  target %7s/s  achieved %7s/s  p50 %8s  p95 %8s  p99 %8s  errors %d  dropped %d\n",
-			time.Duration(s.T+1)*time.Second, fmtRate(sum.Rate.Target), fmtRate(sum.Rate.Achieved),
+			time.Duration(s.T+1)*time.Second, fmtRate(v.sc.Profile.SecondPlanned(s.T)), fmtRate(sum.Rate.Achieved),
 			fmtMs(sum.Latency.P50), fmtMs(sum.Latency.P95), fmtMs(sum.Latency.P99), v.errs, v.dropped)
 	}
 	if v.aborted != nil || !hasAbort(v.sc) {
