@@ -246,15 +246,8 @@ func checkRecovery(t *testing.T, ct *countingTarget, rate, secs int, recoverBy i
 // survivors within seconds, and no second overshoots.
 func TestFleetNodeDies(t *testing.T) {
 	nodes := fleet(t, 4)
-	ct := newCountingTarget(t)
 	const rate, secs = 200, 14
-	c := node.NewClient(nodes[0].APIAddr(), nil)
-	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := waitStart(t, c, id)
-	ct.setStart(*st.Start)
+	ct, c, id, st := startCounted(t, nodes[0], spec, rate, secs)
 	// Crash a node that neither schedules nor was asked: the client's node
 	// must stay up to follow the test.
 	victim := pickVictim(t, nodes, st)
@@ -275,15 +268,8 @@ func TestFleetNodeDies(t *testing.T) {
 // takes over and the test completes.
 func TestFleetSchedulerDies(t *testing.T) {
 	nodes := fleet(t, 4)
-	ct := newCountingTarget(t)
 	const rate, secs = 200, 14
-	c := node.NewClient(nodes[0].APIAddr(), nil)
-	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := waitStart(t, c, id)
-	ct.setStart(*st.Start)
+	ct, _, id, st := startCounted(t, nodes[0], spec, rate, secs)
 	sched := byName(nodes, st.Scheduler)
 	var watcher *node.Node
 	for _, n := range nodes {
@@ -461,15 +447,8 @@ func TestRetiredTestKeepsItsReport(t *testing.T) {
 // its share after that, and no second goes over the planned rate.
 func TestFleetPartitionedNodeStopsByItself(t *testing.T) {
 	nodes := fleet(t, 4)
-	ct := newCountingTarget(t)
 	const rate, secs = 200, 14
-	c := node.NewClient(nodes[0].APIAddr(), nil)
-	id, err := c.Submit(context.Background(), spec(ct.srv.URL, rate, secs), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := waitStart(t, c, id)
-	ct.setStart(*st.Start)
+	ct, c, id, st := startCounted(t, nodes[0], spec, rate, secs)
 	victim := pickVictim(t, nodes, st)
 	time.Sleep(time.Until(st.Start.Add(3 * time.Second)))
 	victim.Isolate(true)
@@ -580,4 +559,19 @@ func TestAPIBadInput(t *testing.T) {
 	if _, err := c.Health(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startCounted submits a test against a counting target through n and
+// waits for its plan; the target counts per second from the test's start.
+func startCounted(t *testing.T, n *node.Node, mk func(string, int, int) []byte, rate, secs int) (*countingTarget, *node.Client, string, node.TestStatus) {
+	t.Helper()
+	ct := newCountingTarget(t)
+	c := node.NewClient(n.APIAddr(), nil)
+	id, err := c.Submit(context.Background(), mk(ct.srv.URL, rate, secs), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStart(t, c, id)
+	ct.setStart(*st.Start)
+	return ct, c, id, st
 }
