@@ -93,6 +93,11 @@ type Coordinator struct {
 	slow map[string]float64
 	// lastRebalance is when load last moved off slow nodes.
 	lastRebalance time.Time
+	// considered holds every member a split has seen (given a share or
+	// excluded): a member outside it joined the fleet, or accepted the
+	// test, after the last split.
+	considered map[string]bool
+	lastJoin   time.Time // when the last split for joiners was made
 }
 
 // NewCoordinator makes self the scheduler of a test.
@@ -101,7 +106,8 @@ func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, e
 		return nil, err
 	}
 	return &Coordinator{cfg: cfg, test: t, self: self, nodes: map[string]bool{},
-		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}, slow: map[string]float64{}}, nil
+		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}, slow: map[string]float64{},
+		considered: map[string]bool{}}, nil
 }
 
 // Plan returns the current plan (nil before Begin or Resume).
@@ -115,10 +121,11 @@ func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
 		return nil, err
 	}
 	c.plan = &Plan{TestID: c.test.ID, Epoch: 1, Scheduler: c.self, Start: now.Add(c.cfg.Lead),
-		Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit}
+		Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.cfg.LeaseTTL}
 	for _, s := range c.plan.Shares {
 		c.nodes[s.Node] = true
 	}
+	c.consider(v)
 	return c.plan, nil
 }
 
@@ -129,10 +136,15 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 	np := *p
 	np.Epoch = p.Epoch + 1
 	np.Scheduler = c.self
+	np.LeaseTTL = c.cfg.LeaseTTL
 	c.plan = &np
 	for _, s := range np.Shares {
 		c.nodes[s.Node] = true
 		c.lastLeased[s.Node] = now
+		c.considered[s.Node] = true
+	}
+	for id := range np.Excluded {
+		c.considered[id] = true
 	}
 	return c.plan
 }
@@ -190,10 +202,12 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		out.Plan, out.Note = p, note
 	} else if p, note := c.rebalance(now, v); p != nil {
 		out.Plan, out.Note = p, note
+	} else if p, note := c.welcome(now, v); p != nil {
+		out.Plan, out.Note = p, note
 	}
 
 	if now.Sub(c.lastLease) >= c.cfg.LeaseEvery || out.Plan != nil {
-		l := &Lease{TestID: c.test.ID, Epoch: c.plan.Epoch, Scheduler: c.self, TTL: c.cfg.LeaseTTL}
+		l := &Lease{TestID: c.test.ID, Epoch: c.plan.Epoch, Scheduler: c.self, TTL: c.cfg.LeaseTTL, Sent: now}
 		for _, s := range c.plan.Shares {
 			if _, gone := c.lost[s.Node]; !gone {
 				l.Nodes = append(l.Nodes, s.Node)
@@ -249,8 +263,52 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 	for n, why := range c.lost {
 		excluded[n] = "lost: " + why
 	}
+	c.consider(v)
 	c.adopt(now, eff, sp, excluded)
 	return c.plan, fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(c.plan.Shares), eff.Round(time.Millisecond), note)
+}
+
+// joinCooldown spaces out splits for members that joined mid-test, so a
+// fleet that grows node by node is not re-planned at every join.
+const joinCooldown = 3 * time.Second
+
+// welcome gives a share to members that joined the fleet, or accepted the
+// test, after the last split: the rest of the test is split again over
+// everybody from Lead ahead. Every node switches at the same offset into
+// the test, so the fleet's total rate stays the test's rate.
+func (c *Coordinator) welcome(now time.Time, v View) (*Plan, string) {
+	var joined []string
+	for id := range v.Alive {
+		if _, stopped := v.Stopped[id]; !c.considered[id] && !stopped {
+			if _, gone := c.lost[id]; !gone {
+				joined = append(joined, id)
+			}
+		}
+	}
+	if len(joined) == 0 || now.Sub(c.lastJoin) < joinCooldown {
+		return nil, ""
+	}
+	eff := now.Add(c.cfg.Lead).Sub(c.plan.Start)
+	eff = max(eff, 0)
+	if eff >= c.test.Profile.Duration() {
+		return nil, ""
+	}
+	c.lastJoin = now
+	_, _, sp, err := c.restSplit(eff, v)
+	c.consider(v)
+	if err != nil {
+		return nil, ""
+	}
+	sort.Strings(joined)
+	c.adopt(now, eff, sp, sp.Excluded)
+	return c.plan, fmt.Sprintf("%v joined: the rest of the test is split over %d nodes from %s into the test", joined, len(c.plan.Shares), eff.Round(time.Millisecond))
+}
+
+// consider marks every member of the view as seen by a split.
+func (c *Coordinator) consider(v View) {
+	for id := range v.Alive {
+		c.considered[id] = true
+	}
 }
 
 // clamp caps every rate of p at max. A segment crossing max is clamped at
@@ -326,6 +384,7 @@ func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
 		return nil, ""
 	}
 	c.lastRebalance = now
+	c.consider(v)
 	c.adopt(now, eff, sp, sp.Excluded)
 	return c.plan, fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond))
 }

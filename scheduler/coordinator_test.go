@@ -145,19 +145,22 @@ func TestTraceStoppedNodeAndJoin(t *testing.T) {
 	tr.c.Begin(tr.now, tr.view())
 	tr.run(time.Second)
 	tr.expect("250ms lease a,b,c")
-	// d joins mid-test: nothing moves while everyone carries its share.
+	// d joins mid-test: at the next tick the rest of the test is split
+	// over four nodes, from Lead ahead (1.25s + 2s, 1.25s into the test).
 	tr.join("d")
 	tr.run(2 * time.Second)
-	tr.expect()
+	tr.expect(
+		"1.25s plan epoch 2 from 1.25s: a=38 b=38 c=37 d=37",
+		"1.25s lease a,b,c,d",
+	)
 	// c reports at 3s that its lease ran out (a late lease): the last lease
 	// that named it was at 2.25s, so its share moves after 5.75s, to a, b
-	// and the newcomer d.
+	// and d.
 	tr.stop["c"] = "lease expired"
 	tr.run(5 * time.Second)
 	tr.expect(
-		"3.25s lease a,b",
-		"6s plan epoch 2 from 6s: a=50 b=50 d=50",
-		"6s lease a,b,d",
+		"3.25s lease a,b,d",
+		"6s plan epoch 3 from 6s: a=50 b=50 d=50",
 	)
 }
 

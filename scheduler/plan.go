@@ -1,8 +1,12 @@
 package scheduler
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"sort"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -136,6 +140,65 @@ type Lease struct {
 	Scheduler string        `cbor:"3,keyasint"`
 	TTL       time.Duration `cbor:"4,keyasint"`
 	Nodes     []string      `cbor:"5,keyasint"`
+	// Sent is the scheduler's clock when it made the lease. A follower
+	// counts the TTL from there, moved by the smallest delay it has seen
+	// from that scheduler (see Follower), so a lease read late counts as
+	// old. Zero: count from receipt.
+	Sent time.Time `cbor:"6,keyasint,omitempty"`
+}
+
+// Digest is a hash of everything in the plan. Two plans of one scheduler
+// with the same epoch and different digests mean it lied to somebody.
+func (p *Plan) Digest() [32]byte {
+	h := sha256.New()
+	var b [8]byte
+	num := func(v uint64) { binary.BigEndian.PutUint64(b[:], v); h.Write(b[:]) }
+	str := func(s string) { num(uint64(len(s))); h.Write([]byte(s)) }
+	str(p.TestID)
+	num(p.Epoch)
+	str(p.Scheduler)
+	num(uint64(p.Start.UnixNano()))
+	num(uint64(p.Effective))
+	num(math.Float64bits(p.Unit))
+	num(uint64(p.LeaseTTL))
+	num(uint64(len(p.Shares)))
+	for _, s := range p.Shares {
+		str(s.Node)
+		str(s.Region)
+		num(s.Seed)
+		num(uint64(len(s.Segments)))
+		for _, g := range s.Segments {
+			num(uint64(g.Start))
+			num(uint64(g.Dur))
+			num(math.Float64bits(g.From))
+			num(math.Float64bits(g.To))
+		}
+	}
+	keys := make([]string, 0, len(p.Excluded))
+	for k := range p.Excluded {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	num(uint64(len(keys)))
+	for _, k := range keys {
+		str(k)
+		str(p.Excluded[k])
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Majority reports whether more than half of the nodes with a share in p
+// are in alive: a node leads a test, or takes it over, only then.
+func Majority(p *Plan, alive map[string]Member) bool {
+	n := 0
+	for _, s := range p.Shares {
+		if _, ok := alive[s.Node]; ok {
+			n++
+		}
+	}
+	return 2*n > len(p.Shares)
 }
 
 // Holds reports whether the lease renews node's share.

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"slices"
 	"sort"
 )
 
@@ -41,4 +42,17 @@ func Rank(testID string, ids []string) []string {
 		out[i] = s.id
 	}
 	return out
+}
+
+// RankFor is Rank for a test submitted by submitter, which ranks last
+// whatever its score: the test id derives from what the submitter signed,
+// so it could try contents until it ranked itself first and then plan its
+// own test as it liked. It can still choose among the others by trying,
+// which is why every node checks each plan against the test (CheckPlan).
+func RankFor(testID, submitter string, ids []string) []string {
+	r := Rank(testID, ids)
+	if i := slices.Index(r, submitter); i >= 0 && i < len(r)-1 {
+		r = append(append(r[:i:i], r[i+1:]...), submitter)
+	}
+	return r
 }
