@@ -207,9 +207,9 @@ type Follower struct {
 
 	plan        *Plan
 	pending     map[string]*Plan // per scheduler: its latest plan not acceptable yet, kept until the view agrees
-	lastContact time.Time // the latest plan or lease of the scheduler followed, when it was sent
+	lastContact time.Time        // the latest plan or lease of the scheduler followed, when it was sent
 	seen        map[epochKey][32]byte
-	liars       map[string]string       // schedulers caught equivocating, and how
+	liars       map[string]string        // schedulers caught equivocating, and how
 	offset      map[string]time.Duration // per scheduler: the smallest (receipt - sent) of its leases
 	sharers     map[string]bool          // every node with a share in a plan followed
 
