@@ -40,4 +40,36 @@
 // Store keeps a node's test records and per-second results (its own, and
 // replicas of other nodes') in Badger on disk, with a TTL; see store.go for
 // the key schema and for what a crash can lose.
+//
+// Disk. Badger writes its value log, write-ahead logs and tables through
+// mmap, into files it extends with holes; on a full file system the kernel
+// answers such a write with SIGBUS, which kills the process (on shutdown,
+// as memtables are flushed, or at the next write). So the store keeps
+// Badger off a full disk (disk.go):
+//
+//   - Room refuses new tests below StoreConfig.MinFreeBytes free (512 MiB).
+//   - Writes of results are refused with ErrNoRoom below a quarter of it
+//     (128 MiB, at least the reserve), test records below the reserve. The
+//     free space is read (statfs, about 2 µs) at every write: a reading
+//     kept for a second would let a fast writer elsewhere (a copy does
+//     1 GB/s) fill the gap.
+//   - A reserve file (RESERVE in Dir; with small options 12 MiB: every
+//     memtable and two tables) is kept, and Close deletes it when less is
+//     free, so that Badger can flush. TestFullDisk (SWARM_DISK_TESTS=1, as
+//     root) fills a tmpfs under a running store: without the floors the
+//     next write dies of SIGBUS, without the reserve Close does.
+//
+// Not covered: a process that takes the last bytes between a check and
+// Badger's write, and the flushes and compactions Badger starts by itself
+// after our last write, on a disk another process has filled since.
+//
+// Space comes back through Maintain, run by a loop every 10 minutes. Badger
+// hides expired and deleted keys at once but frees their space only once a
+// compaction drops them, which a quiet store never runs, and value-log GC
+// then rewrites the files they were in, a file at a time and never the
+// newest (so value-log files are 16 MiB with small options, not 1 GiB).
+// Maintain drops the keys of every test with none alive (DropPrefix
+// compacts them away and tells the GC), evicts whole finished tests, oldest
+// first, while Usage is over StoreConfig.MaxBytes, and runs the GC. Usage
+// counts allocated blocks, as du does; Badger's DB.Size counts holes.
 package storage

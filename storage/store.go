@@ -32,6 +32,8 @@ import (
 // test ("01 'r' 01 't1'") is never a prefix of another test's keys
 // ("01 'r' 02 't10'"). So a test, a (test, origin) pair and a range of
 // seconds are each one contiguous prefix scan, and seconds scan in T order.
+// A key that is a test's prefix alone ("01 'r' len(test) test") is a
+// short-lived drop marker (disk.go, dropDead) and holds no results.
 //
 // Values are CBOR: a TestRecord as wireTest, a second as EncodeSecond writes
 // it, error samples as EncodeSeries writes a Series with samples only. Every
@@ -134,8 +136,45 @@ type StoreConfig struct {
 	// NoSync turns Badger's SyncWrites off: see "Durability" above. Default
 	// false (every commit is synced to disk before it returns).
 	NoSync bool
-	// Logger receives Badger's log at warning level and up; nil discards it.
+	// Logger receives Badger's log at warning level and up, and the
+	// store's own lines (tests evicted for the disk budget, the reserve
+	// released, maintenance that failed); nil discards them.
 	Logger *slog.Logger
+
+	// MaxBytes is the disk budget: the most the store may take on disk,
+	// in bytes, counted as Usage counts (the blocks of every file in Dir,
+	// the reserve included: what du shows). Over it, the maintenance pass
+	// evicts whole finished tests, oldest first, until the store is under
+	// it again; running and pending tests are never evicted, so the budget
+	// is a target, not a hard cap (see "Disk" in doc.go). Zero, the
+	// default, means no budget: the store cannot know what else shares the
+	// disk, so the operator sets one; the free-space floors below protect
+	// the host either way. With Small, Badger's own files (the reserve,
+	// the write-ahead logs, the newest value-log file) take up to 40 MiB
+	// whatever the store holds, so a smaller budget evicts every finished
+	// test. Only for a store on disk.
+	MaxBytes int64
+	// MinFreeBytes is the free space, in bytes, on Dir's file system below
+	// which Room refuses new tests. Writes of results are refused below a
+	// quarter of it (the write floor, at least the reserve; see "Disk" in
+	// doc.go). Zero means DefaultMinFreeBytes (512 MiB).
+	MinFreeBytes int64
+	// MaintenanceInterval is how often a background loop runs Maintain
+	// (retention, disk budget, value-log garbage collection). Zero means
+	// DefaultMaintenanceInterval (10 min); a negative interval starts no
+	// loop, and Maintain is then the caller's to call. An in-memory store
+	// has no loop.
+	MaintenanceInterval time.Duration
+
+	// hooks replace readings of the outside world in tests; zero in
+	// production.
+	hooks storeHooks
+}
+
+// storeHooks are the test seams of a Store.
+type storeHooks struct {
+	freeBytes        func() (int64, error) // replaces statfs of Dir
+	valueLogFileSize int64                 // replaces the value-log file size (GC never rewrites the newest file)
 }
 
 // Validate reports every problem of c at once.
@@ -153,6 +192,15 @@ func (c StoreConfig) Validate() error {
 	case c.Retention > 0 && c.Retention < time.Second:
 		errs = append(errs, fmt.Errorf("retention %v is under 1s, the resolution of Badger's TTL", c.Retention))
 	}
+	switch {
+	case c.MaxBytes < 0:
+		errs = append(errs, fmt.Errorf("max bytes %d is negative", c.MaxBytes))
+	case c.MaxBytes > 0 && c.InMemory:
+		errs = append(errs, errors.New("max bytes is a disk budget: an in-memory store has none"))
+	}
+	if c.MinFreeBytes < 0 {
+		errs = append(errs, fmt.Errorf("min free bytes %d is negative", c.MinFreeBytes))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store config: %w", err)
 	}
@@ -167,19 +215,48 @@ func (c StoreConfig) retention() time.Duration {
 	return c.Retention
 }
 
+// minFree returns the configured free-space floor or its default.
+func (c StoreConfig) minFree() int64 {
+	if c.MinFreeBytes == 0 {
+		return DefaultMinFreeBytes
+	}
+	return c.MinFreeBytes
+}
+
+// maintenanceInterval returns the configured interval or its default.
+func (c StoreConfig) maintenanceInterval() time.Duration {
+	if c.MaintenanceInterval == 0 {
+		return DefaultMaintenanceInterval
+	}
+	return c.MaintenanceInterval
+}
+
+// Value-log file sizes. Badger's default, 1 GiB, is too coarse: garbage
+// collection rewrites or deletes whole files and never the newest one, so
+// a store that writes less than a file between collections gets nothing
+// back, and a disk budget is met only to within a file or two.
+const (
+	valueLogFileSize      = 128 << 20
+	smallValueLogFileSize = 16 << 20
+)
+
 // badgerOptions translates c into Badger's options.
 func (c StoreConfig) badgerOptions() badger.Options {
 	opt := badger.DefaultOptions(c.Dir)
 	if c.InMemory {
 		opt = badger.DefaultOptions("").WithInMemory(true)
 	}
+	opt = opt.WithValueLogFileSize(valueLogFileSize)
 	if c.Small {
 		// LIBRARIES.md's small options. Block cache 0 needs
 		// compression off (Snappy with no cache panics); one compactor is
 		// refused by Badger.
 		opt = opt.WithMemTableSize(4 << 20).WithNumMemtables(2).WithBlockCacheSize(0).
 			WithCompression(options.None).WithValueThreshold(1 << 10).
-			WithNumCompactors(2).WithNumGoroutines(2)
+			WithNumCompactors(2).WithNumGoroutines(2).WithValueLogFileSize(smallValueLogFileSize)
+	}
+	if c.hooks.valueLogFileSize > 0 {
+		opt = opt.WithValueLogFileSize(c.hooks.valueLogFileSize)
 	}
 	var logger badger.Logger // nil: Badger logs nothing
 	if c.Logger != nil {
@@ -209,37 +286,91 @@ type Store struct {
 	db        *badger.DB
 	retention time.Duration
 	inMemory  bool
+	dir       string
+	log       *slog.Logger // never nil
 
-	mu     sync.RWMutex // held for reading by every call, for writing by Close
+	// Disk (disk.go); all zero for an in-memory store.
+	maxBytes   int64 // budget; 0: none
+	minFree    int64 // Room's floor of free space
+	writeFloor int64 // free space below which results are refused
+	reserve    int64 // size of the reserve file
+	freeBytes  func() (int64, error)
+
+	mu     sync.RWMutex // held for reading by every call, for writing by Close and by drops
 	closed bool
+
+	maintMu  sync.Mutex    // one maintenance pass at a time
+	stop     chan struct{} // closed by Close: the loop and a pass in progress stop
+	stopOnce sync.Once
+	loopDone chan struct{} // closed when the loop returns; nil without a loop
+	kick     chan struct{} // (buffered) asks the loop for a pass now
+
+	disk diskReadings
 }
 
 // OpenStore validates cfg and opens (or creates) the store. It never
 // panics; an error says what was wrong (an invalid config, a directory
-// locked by another process, a store Badger cannot read).
+// locked by another process, a store Badger cannot read). A store on disk
+// creates its reserve file if the disk has room for it, and starts its
+// maintenance loop unless cfg.MaintenanceInterval is negative.
 func OpenStore(cfg StoreConfig) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(cfg.badgerOptions())
+	opt := cfg.badgerOptions()
+	db, err := badger.Open(opt)
 	if err != nil {
 		if cfg.InMemory {
 			return nil, fmt.Errorf("store: open in memory: %w", err)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
-	return &Store{db: db, retention: cfg.retention(), inMemory: cfg.InMemory}, nil
+	s := &Store{
+		db: db, retention: cfg.retention(), inMemory: cfg.InMemory, dir: cfg.Dir,
+		log:  cfg.Logger,
+		stop: make(chan struct{}), kick: make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.InMemory {
+		return s, nil
+	}
+	s.maxBytes, s.minFree = cfg.MaxBytes, cfg.minFree()
+	s.reserve = reserveSize(opt)
+	s.writeFloor = max(s.minFree/4, s.reserve)
+	s.freeBytes = cfg.hooks.freeBytes
+	if s.freeBytes == nil {
+		dir := cfg.Dir
+		s.freeBytes = func() (int64, error) { return freeSpace(dir) }
+	}
+	s.keepReserve()
+	if iv := cfg.maintenanceInterval(); iv > 0 {
+		s.loopDone = make(chan struct{})
+		go s.loop(iv)
+	}
+	return s, nil
 }
 
-// Close closes the store after the calls in progress have returned. Later
-// calls, Close included, return ErrClosed.
+// Close stops the maintenance loop and closes the store after the calls
+// in progress have returned. Later calls, Close included, return
+// ErrClosed. On a nearly full disk it first deletes the reserve file, so
+// that Badger has the room to flush its memtables: writing them into a
+// full file system through mmap would kill the process with SIGBUS.
 func (s *Store) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	if s.loopDone != nil {
+		<-s.loopDone
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
 	s.closed = true
+	if !s.inMemory {
+		s.releaseReserveIfLow()
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -259,9 +390,10 @@ func (s *Store) acquire() (func(), error) {
 
 // CollectGarbage reclaims the disk space of expired and replaced values
 // from Badger's value log, one log file per round, until no file is worth
-// rewriting. Expired values stop being served at once, but their space
-// comes back only through compactions and this; a node calls it from time
-// to time (every few minutes). It does nothing for an in-memory store.
+// rewriting. Badger counts a value as garbage only once a compaction has
+// dropped its key, so this alone gets back little: Maintain, which the
+// store's loop runs, first drops the keys of expired, deleted and evicted
+// tests, then calls this. It does nothing for an in-memory store.
 func (s *Store) CollectGarbage() error {
 	release, err := s.acquire()
 	if err != nil {
@@ -271,7 +403,9 @@ func (s *Store) CollectGarbage() error {
 	if s.inMemory {
 		return nil
 	}
-	for {
+	for !s.stopping() {
+		// 0.5: a file is rewritten when at least half of it is garbage,
+		// so a rewrite copies at most as much as it frees.
 		err := s.db.RunValueLogGC(0.5)
 		switch {
 		case err == nil:
@@ -282,6 +416,7 @@ func (s *Store) CollectGarbage() error {
 			return fmt.Errorf("store: collect garbage: %w", err)
 		}
 	}
+	return nil // Close was called: it waits for this round, not for the rest
 }
 
 // checkID checks a test or node id: 1 to MaxIDLen bytes of UTF-8.
@@ -374,7 +509,7 @@ type TestRecord struct {
 	Name      string
 	Spec      []byte // the test file as submitted (YAML/JSON), at most MaxSpecBytes
 	Submitter string // who submitted it (a node name or key id)
-	State     string // free text owned by the caller: "pending","running","done","failed","stopped"
+	State     string // free text owned by the caller: "pending","running","done","failed","stopped" (the last three are Finished: the disk budget may evict them)
 
 	// Created, Started and Ended are kept to the nanosecond, without their
 	// location or monotonic reading; the zero time stays zero. Times
@@ -520,6 +655,12 @@ func (s *Store) PutTest(r TestRecord) error {
 	if err != nil {
 		return fmt.Errorf("store: put test %q: %w", clip(r.ID, MaxIDLen), err)
 	}
+	// A record may go down to the reserve, below the write floor of
+	// results: a test's final state is what lets the budget evict it
+	// later, and the reserve still leaves Badger room to flush.
+	if err := s.checkRoom(s.reserve, len(v)); err != nil {
+		return fmt.Errorf("store: put test %q: %w", r.ID, err)
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return s.set(txn, testKey(r.ID), v) }); err != nil {
 		return fmt.Errorf("store: put test %q: %w", r.ID, err)
 	}
@@ -634,8 +775,41 @@ func (s *Store) PutSecond(testID, origin string, sec *Second) error {
 	if err != nil {
 		return fmt.Errorf("store: put second: %w", err)
 	}
+	if err := s.checkRoom(s.writeFloor, len(v)); err != nil {
+		return fmt.Errorf("store: put second %d of test %q origin %q: %w", sec.T, testID, origin, err)
+	}
 	if err := s.db.Update(func(txn *badger.Txn) error { return s.set(txn, key, v) }); err != nil {
 		return fmt.Errorf("store: put second %d of test %q origin %q: %w", sec.T, testID, origin, err)
+	}
+	return nil
+}
+
+// PutSecondBytes stores one second of origin's results in the test as
+// EncodeSecond encoded it (a node's second as it came over the wire), as
+// PutSecond does, without encoding it again. It decodes b first and
+// refuses what DecodeSecond refuses, and a second other than t: the store
+// never holds a value that a read would fail on. b stays the caller's.
+func (s *Store) PutSecondBytes(testID, origin string, t int64, b []byte) error {
+	release, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := checkIDs(testID, origin); err != nil {
+		return fmt.Errorf("store: put second: %w", err)
+	}
+	sec, err := DecodeSecond(b)
+	if err == nil && sec.T != t {
+		err = fmt.Errorf("holds second %d", sec.T)
+	}
+	if err == nil {
+		err = s.checkRoom(s.writeFloor, len(b))
+	}
+	if err == nil {
+		err = s.db.Update(func(txn *badger.Txn) error { return s.set(txn, secondKey(testID, origin, t), b) })
+	}
+	if err != nil {
+		return fmt.Errorf("store: put second %d of test %q origin %q: %w", t, testID, origin, err)
 	}
 	return nil
 }
@@ -669,12 +843,19 @@ func (s *Store) PutSeconds(testID, origin string, secs []*Second) error {
 	defer release()
 	type kv struct{ k, v []byte }
 	kvs := make([]kv, len(secs))
+	size := 0
 	for i, sec := range secs {
 		k, v, err := encodeStoredSecond(testID, origin, sec)
 		if err != nil {
 			return fmt.Errorf("store: put seconds: [%d]: %w", i, err)
 		}
 		kvs[i] = kv{k, v}
+		size += len(v)
+	}
+	if len(kvs) > 0 {
+		if err := s.checkRoom(s.writeFloor, size); err != nil {
+			return fmt.Errorf("store: put seconds of test %q origin %q: %w", testID, origin, err)
+		}
 	}
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
@@ -807,7 +988,12 @@ func (s *Store) Origins(testID string) ([]string, error) {
 			prefix := testResultsPrefix(kind, testID)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			for it.Seek(prefix); it.ValidForPrefix(prefix); {
-				origin, _, ok := parseID(it.Item().Key()[len(prefix):])
+				rest := it.Item().Key()[len(prefix):]
+				if len(rest) == 0 { // a drop marker (disk.go), not an origin
+					it.Next()
+					continue
+				}
+				origin, _, ok := parseID(rest)
 				if !ok {
 					it.Close()
 					return fmt.Errorf("key %x: bad origin id", it.Item().Key())
@@ -844,6 +1030,9 @@ func (s *Store) PutSamples(testID, origin string, samples map[string][]string) e
 	}
 	if len(samples) == 0 {
 		return nil
+	}
+	if err := s.checkRoom(s.writeFloor, 0); err != nil { // a sample set is a few KiB at most
+		return fmt.Errorf("store: put samples of test %q origin %q: %w", testID, origin, err)
 	}
 	key := originPrefix(kindSamples, testID, origin)
 	for range txnRetries {

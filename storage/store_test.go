@@ -116,7 +116,11 @@ func TestStoreConfigValidate(t *testing.T) {
 		{"dir and in memory", StoreConfig{Dir: "/x", InMemory: true}, []string{"must be empty"}},
 		{"negative retention", StoreConfig{Dir: "/x", Retention: -time.Hour}, []string{"negative"}},
 		{"retention under a second", StoreConfig{Dir: "/x", Retention: 500 * time.Millisecond}, []string{"under 1s"}},
-		{"every problem at once", StoreConfig{Retention: -1}, []string{"dir is required", "negative"}},
+		{"a disk budget", StoreConfig{Dir: "/x", MaxBytes: 10 << 30, MinFreeBytes: 1 << 30, MaintenanceInterval: -1}, nil},
+		{"negative budget", StoreConfig{Dir: "/x", MaxBytes: -1}, []string{"max bytes -1 is negative"}},
+		{"budget in memory", StoreConfig{InMemory: true, MaxBytes: 1 << 30}, []string{"in-memory store has none"}},
+		{"negative free floor", StoreConfig{Dir: "/x", MinFreeBytes: -1}, []string{"min free bytes -1 is negative"}},
+		{"every problem at once", StoreConfig{Retention: -1, MaxBytes: -1}, []string{"dir is required", "retention -1ns is negative", "max bytes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -380,6 +384,16 @@ func TestStoreSecondRoundTrip(t *testing.T) {
 			}
 		})
 	}
+	t.Run("as bytes", func(t *testing.T) {
+		want := mustEncodeSecond(t, seededSecond(6))
+		if err := s.PutSecondBytes("t", "b", 6, want); err != nil {
+			t.Fatal(err)
+		}
+		got := mustSeries(t, s, "t", "b", 6, 6).Seconds[6]
+		if got == nil || !bytes.Equal(mustEncodeSecond(t, got), want) {
+			t.Error("second stored as bytes reads back otherwise")
+		}
+	})
 	t.Run("replaced, not merged", func(t *testing.T) {
 		mustPutSecond(t, s, "t", "m", markedSecond(3, 10))
 		mustPutSecond(t, s, "t", "m", markedSecond(3, 20))
@@ -640,6 +654,10 @@ func TestBadInput(t *testing.T) {
 		{"nil in a batch", func() error { return s.PutSeconds("t", "n", []*Second{markedSecond(0, 1), nil}) }, "[1]"},
 		{"bad id in a batch", func() error { return s.PutSeconds("t", "", []*Second{markedSecond(0, 1)}) }, "empty origin id"},
 		{"empty batch", func() error { return s.PutSeconds("t", "n", nil) }, ""},
+		{"bytes of another second", func() error { return s.PutSecondBytes("t", "n", 4, mustEncodeSecond(t, markedSecond(5, 1))) }, "put second 4 of test \"t\" origin \"n\": holds second 5"},
+		{"garbage bytes", func() error { return s.PutSecondBytes("t", "n", 4, []byte("\xff\x00")) }, "put second 4"},
+		{"no bytes", func() error { return s.PutSecondBytes("t", "n", 4, nil) }, "put second 4"},
+		{"bytes under a bad id", func() error { return s.PutSecondBytes("t", "", 0, mustEncodeSecond(t, markedSecond(0, 1))) }, "empty origin id"},
 		{"spec at the limit", func() error {
 			return s.PutTest(rec(func(r *TestRecord) { r.Spec = make([]byte, MaxSpecBytes) }))
 		}, ""},
@@ -706,11 +724,15 @@ func TestClosed(t *testing.T) {
 		"Tests":          func() error { _, err := s.Tests(); return err },
 		"PutSecond":      func() error { return s.PutSecond("t", "n", markedSecond(0, 1)) },
 		"PutSeconds":     func() error { return s.PutSeconds("t", "n", nil) },
+		"PutSecondBytes": func() error { return s.PutSecondBytes("t", "n", 0, nil) },
 		"Series":         func() error { _, err := s.Series("t", "n", 0, -1); return err },
 		"Origins":        func() error { _, err := s.Origins("t"); return err },
 		"PutSamples":     func() error { return s.PutSamples("t", "n", nil) },
 		"DeleteTest":     func() error { return s.DeleteTest("t") },
 		"CollectGarbage": s.CollectGarbage,
+		"Maintain":       s.Maintain,
+		"Room":           s.Room,
+		"Usage":          func() error { _, err := s.Usage(); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, ErrClosed) {
