@@ -43,10 +43,12 @@ type Scenario struct {
 	Profile      Profile
 	Arrivals     string
 	MaxInFlight  int
+	MinDelivered float64 // 0: the report's default
 	Seed         uint64
 	Timeout      time.Duration
 	HTTP2        bool
 	Insecure     bool
+	MaxBody      int // bytes; the default of every step's MaxBody
 	Headers      map[string]*Template
 	Flow         string
 	Vars         map[string]any
@@ -67,6 +69,7 @@ type Step struct {
 	Body    *Template
 	Weight  float64
 	Timeout time.Duration
+	MaxBody int // bytes: the largest body Body may render
 	Checks  []*Check
 	Extract []Extract
 	// needBody / needJSON / needHeaders say whether a check or extraction
@@ -143,6 +146,7 @@ func Compile(spec *Spec) (*Scenario, error) {
 		errs.add("defaults.http", "%q: must be \"1.1\" or \"2\"", spec.Defaults.HTTP)
 	}
 	sc.Insecure = spec.Defaults.InsecureSkipVerify
+	sc.MaxBody = compileMaxBody(&errs, "defaults.max_body", spec.Defaults.MaxBody, DefaultMaxBody)
 	sc.Headers = compileHeaders(&errs, "defaults.headers", spec.Defaults.Headers)
 
 	sc.compileLoad(&errs, spec)
@@ -155,19 +159,46 @@ func Compile(spec *Spec) (*Scenario, error) {
 	return sc, nil
 }
 
+// compileMaxBody reads a max_body field; "" gives def.
+func compileMaxBody(errs *problems, path, v string, def int) int {
+	if v == "" {
+		return def
+	}
+	n, err := parseSize(v)
+	switch {
+	case err != nil:
+		errs.add(path, "%v", err)
+	case n <= 0:
+		errs.add(path, "%q: must be > 0", v)
+	case n > MaxBodyLimit:
+		errs.add(path, "%s is over the limit of %s", formatSize(n), formatSize(MaxBodyLimit))
+	default:
+		return int(n)
+	}
+	return def
+}
+
 func compileHeaders(errs *problems, path string, h map[string]string) map[string]*Template {
 	out := make(map[string]*Template, len(h))
+	text := 0
 	for k, v := range h {
 		if !headerName.MatchString(k) {
 			errs.add(path+"."+k, "not a valid header name")
 			continue
 		}
-		t, err := ParseTemplate(v)
+		t, err := parseTemplate(v, MaxHeaderValue, "header value")
 		if err != nil {
 			errs.add(path+"."+k, "%v", err)
 			continue
 		}
+		if n := t.textLen(); n > MaxHeaderValue {
+			errs.add(path+"."+k, "%d bytes of text, over the %s header value limit", n, formatSize(MaxHeaderValue))
+		}
+		text += len(k) + t.textLen()
 		out[http.CanonicalHeaderKey(k)] = t
+	}
+	if text > MaxHeaderBytes {
+		errs.add(path, "%d bytes of text, over the %s header limit", text, formatSize(MaxHeaderBytes))
 	}
 	return out
 }
@@ -192,6 +223,11 @@ func (sc *Scenario) compileLoad(errs *problems, spec *Spec) {
 		sc.MaxInFlight = l.MaxInFlight
 	}
 	sc.Seed = l.Seed
+	if !(l.MinDelivered >= 0 && l.MinDelivered <= 1) {
+		errs.add("load.min_delivered", "%v: must be a share between 0 and 1 (0.95: 95%% of the planned arrivals)", l.MinDelivered)
+	} else {
+		sc.MinDelivered = l.MinDelivered
+	}
 
 	stages := l.Stages
 	switch {
@@ -388,7 +424,7 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 		case rs.Path != "" && rs.URL != "":
 			errs.add(path, "set path or url, not both")
 		case rs.URL != "":
-			if t, err := ParseTemplate(rs.URL); err != nil {
+			if t, err := parseTemplate(rs.URL, MaxURLBytes, "URL"); err != nil {
 				errs.add(path+".url", "%v", err)
 			} else if t.Static() {
 				if err := validTarget(rs.URL); err != nil {
@@ -407,18 +443,28 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 				errs.add(path+".path", "%q must start with /", p)
 			}
 			if sc.Target != nil {
-				t, err := ParseTemplate(sc.Target.String() + p)
+				t, err := parseTemplate(sc.Target.String()+p, MaxURLBytes, "URL")
 				if err != nil {
 					errs.add(path+".path", "%v", err)
 				}
 				st.URL = t
 			}
 		}
+		if st.URL != nil && st.URL.textLen() > MaxURLBytes {
+			field := ".path"
+			if rs.URL != "" {
+				field = ".url"
+			}
+			errs.add(path+field, "%d bytes of text, over the %s URL limit", st.URL.textLen(), formatSize(MaxURLBytes))
+		}
 		st.Headers = compileHeaders(errs, path+".headers", rs.Headers)
+		st.MaxBody = compileMaxBody(errs, path+".max_body", rs.MaxBody, sc.MaxBody)
 		if rs.Body != "" {
-			t, err := ParseTemplate(rs.Body)
+			t, err := parseTemplate(rs.Body, st.MaxBody, "body")
 			if err != nil {
 				errs.add(path+".body", "%v", err)
+			} else if t.textLen() > st.MaxBody {
+				errs.add(path+".body", "%d bytes of text, over the %s body limit (max_body)", t.textLen(), formatSize(int64(st.MaxBody)))
 			}
 			st.Body = t
 		}

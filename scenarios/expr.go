@@ -16,7 +16,9 @@ import (
 // Limits on user expressions: a rule or template is a line of logic, not a
 // program. MaxExprLen bounds the source; MaxExprNodes the compiled AST
 // (expr's own default is 10,000); the VM's default memory budget bounds
-// evaluation.
+// the lists evaluation builds, and a byte budget checked before each
+// allocation bounds the strings (see budget.go: the VM counts only after
+// allocating).
 const (
 	MaxExprLen   = 4096
 	MaxExprNodes = 1000
@@ -76,6 +78,8 @@ func compileExpr(src string, env any, opts ...expr.Option) (*vm.Program, error) 
 		return nil, fmt.Errorf("expression is %d bytes, over the %d byte limit", len(src), MaxExprLen)
 	}
 	all := append([]expr.Option{expr.Env(env), expr.MaxNodes(MaxExprNodes)}, functions...)
+	all = append(all, boundedFunctions...)
+	all = append(all, expr.Patch(boundedPatch{}))
 	all = append(all, opts...)
 	p, err := expr.Compile(src, all...)
 	if err != nil {
@@ -113,6 +117,8 @@ func (v *identVisitor) Visit(n *ast.Node) {
 type IterEnv struct {
 	Vars    map[string]any `expr:"vars"`    // scenario vars plus values extracted by earlier steps
 	Arrival int64          `expr:"arrival"` // this arrival's number on this node, from 0
+
+	budget budget // what the template being rendered may still build; unexported, so expressions cannot see it
 }
 
 // ResponseEnv is what checks and extractions see.
@@ -124,16 +130,23 @@ type ResponseEnv struct {
 	Duration float64           `expr:"duration"` // service time in milliseconds
 	Vars     map[string]any    `expr:"vars"`
 	Arrival  int64             `expr:"arrival"`
+
+	budget budget // what the check being run may still build
 }
 
 // Template is a string with "{{ expr }}" holes.
 type Template struct {
 	src   string
 	parts []tplPart
+	// limit bounds the rendered string, and what names it in errors:
+	// Render fails before it builds anything longer.
+	limit int
+	what  string
 }
 
 type tplPart struct {
 	lit  string
+	code string      // the hole's source, for errors
 	prog *vm.Program // nil for a literal
 }
 
@@ -145,9 +158,25 @@ func (t *Template) Static() bool {
 // String returns the source.
 func (t *Template) String() string { return t.src }
 
-// ParseTemplate compiles every hole of src.
+// textLen is the length of the template's literal text.
+func (t *Template) textLen() int {
+	n := 0
+	for _, p := range t.parts {
+		n += len(p.lit)
+	}
+	return n
+}
+
+// ParseTemplate compiles every hole of src. The rendered string may be up
+// to DefaultMaxBody long.
 func ParseTemplate(src string) (*Template, error) {
-	t := &Template{src: src}
+	return parseTemplate(src, DefaultMaxBody, "template")
+}
+
+// parseTemplate compiles a template whose rendering is bounded by limit;
+// what names the limit in errors ("body", "header value", "URL").
+func parseTemplate(src string, limit int, what string) (*Template, error) {
+	t := &Template{src: src, limit: limit, what: what}
 	rest := src
 	for {
 		i := strings.Index(rest, "{{")
@@ -162,41 +191,82 @@ func ParseTemplate(src string) (*Template, error) {
 		}
 		j := strings.Index(rest[i:], "}}")
 		if j < 0 {
-			return nil, fmt.Errorf("template %q: \"{{\" without \"}}\"", src)
+			return nil, fmt.Errorf("template %q: \"{{\" without \"}}\"", clip(src))
 		}
 		code := rest[i+2 : i+j]
 		p, err := compileExpr(code, IterEnv{})
 		if err != nil {
-			return nil, fmt.Errorf("template {{%s}}: %w", code, err)
+			return nil, fmt.Errorf("template {{%s}}: %w", clip(code), err)
 		}
-		t.parts = append(t.parts, tplPart{prog: p})
+		t.parts = append(t.parts, tplPart{code: code, prog: p})
 		rest = rest[i+j+2:]
 	}
 }
 
+// clip shortens a source quoted in an error.
+func clip(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
 // Render evaluates the holes. machine is reused across calls by one worker.
+// A result over the template's limit is an error, found before the
+// string is built: the holes' expressions share a budget of the limit
+// (see budget), and each part is measured before it is written.
 func (t *Template) Render(machine *vm.VM, env *IterEnv) (string, error) {
+	limit := t.limit
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
 	if t.Static() {
 		if len(t.parts) == 0 {
 			return "", nil
 		}
+		if len(t.parts[0].lit) > limit { // Compile refuses these; a hand-made Template may not
+			return "", &limitError{limit: limit, what: t.what}
+		}
 		return t.parts[0].lit, nil
 	}
+	saved := env.budget
+	env.budget = newBudget(limit, t.what)
+	defer func() { env.budget = saved }()
+	over := func() error { return &limitError{limit: limit, what: t.what} }
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.prog == nil {
+			if b.Len()+len(p.lit) > limit {
+				return "", over()
+			}
 			b.WriteString(p.lit)
 			continue
 		}
 		v, err := machine.Run(p.prog, env)
 		if err != nil {
-			return "", fmt.Errorf("template %q: %w", t.src, err)
+			var le *limitError
+			if errors.As(err, &le) {
+				return "", le
+			}
+			msg, _, _ := strings.Cut(err.Error(), "\n")
+			return "", fmt.Errorf("{{%s}}: %s", clip(p.code), msg)
 		}
 		switch v := v.(type) {
 		case string:
+			if b.Len()+len(v) > limit {
+				return "", over()
+			}
 			b.WriteString(v)
 		case nil:
 		default:
+			n, err := fmtSize(v, 0, limit)
+			if err != nil {
+				return "", fmt.Errorf("{{%s}}: %v", clip(p.code), err)
+			}
+			if b.Len()+n > limit {
+				return "", over()
+			}
 			fmt.Fprint(&b, v)
 		}
 	}

@@ -48,6 +48,11 @@ type Defaults struct {
 	// InsecureSkipVerify skips TLS certificate checks, for test targets
 	// with self-signed certificates. Default: false.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify" json:"insecure_skip_verify,omitempty"`
+	// MaxBody bounds a request body built from a template, as bytes or
+	// with a unit ("512KiB", "4MiB"); a request whose body would be
+	// larger fails (error class "other") before the body is built.
+	// Default: 1MiB; at most 64MiB.
+	MaxBody string `yaml:"max_body" json:"max_body,omitempty"`
 }
 
 // Load is the open-model arrival profile.
@@ -62,8 +67,13 @@ type Load struct {
 	// and counted, never delayed. Default: 1000.
 	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight,omitempty"`
 	// Seed makes Poisson arrivals repeatable. Default: 0, a random seed.
-	Seed   uint64      `yaml:"seed" json:"seed,omitempty"`
-	Stages []StageSpec `yaml:"stages" json:"stages,omitempty"`
+	Seed uint64 `yaml:"seed" json:"seed,omitempty"`
+	// MinDelivered is the share of the planned arrivals (0-1) that the
+	// fleet must send or count as not sent (dropped, missed) for the test
+	// to pass: below it, nodes died, gave up or lost results, and the
+	// numbers describe a smaller test than the one asked for. Default 0.95.
+	MinDelivered float64     `yaml:"min_delivered" json:"min_delivered,omitempty"`
+	Stages       []StageSpec `yaml:"stages" json:"stages,omitempty"`
 }
 
 // StageSpec is one stage of the arrival profile. Rates are arrivals per
@@ -103,6 +113,8 @@ type StepSpec struct {
 	Timeout Duration          `yaml:"timeout" json:"timeout,omitempty"`
 	Check   StringList        `yaml:"check" json:"check,omitempty"`
 	Extract map[string]string `yaml:"extract" json:"extract,omitempty"`
+	// MaxBody overrides defaults.max_body for this step.
+	MaxBody string `yaml:"max_body" json:"max_body,omitempty"`
 }
 
 // ThresholdSpec is a pass/fail rule over the run's merged summary. It may be

@@ -5,11 +5,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,8 +29,12 @@ const (
 	ErrHTTP4xx = "http_4xx"
 	ErrHTTP5xx = "http_5xx"
 	ErrCheck   = "check"
-	ErrDropped = "dropped"
-	ErrOther   = "other"
+	ErrDropped = "dropped" // the in-flight cap was reached: not sent
+	// ErrMissed counts arrivals the pacer reached more than
+	// RunConfig.MaxLate after their scheduled time (a frozen process):
+	// not sent, so that a wake-up never bursts.
+	ErrMissed = "missed"
+	ErrOther  = "other"
 )
 
 // Classify names the class of a transport error.
@@ -42,7 +50,10 @@ func Classify(err error) string {
 	var invalid x509.CertificateInvalidError
 	var alert tls.AlertError
 	var netErr net.Error
+	var targetErr *TargetError
 	switch {
+	case errors.As(err, &targetErr):
+		return ErrPolicy
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return ErrTimeout
 	case errors.As(err, &dnsErr):
@@ -81,8 +92,18 @@ type TransportConfig struct {
 	// region's latency). Default: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Allow, when set, vets every host:port before it is resolved and
-	// dialed (a node's target allow-list); its error fails the request.
+	// dialed; its error fails the request. Kept for compatibility:
+	// Targets checks resolved addresses too.
 	Allow func(hostport string) error
+	// Targets, when set, is checked on every address a host resolves to,
+	// all of them before any is dialed, and the dial goes to the checked
+	// address itself, so that DNS cannot rebind in between. A refused
+	// target fails the request with a *TargetError, class ErrPolicy.
+	// Default: nil, any target.
+	Targets *TargetPolicy
+
+	// lookup replaces the resolver in tests.
+	lookup func(ctx context.Context, host string) ([]string, error)
 }
 
 // NewTransport builds the executor's http.Transport: kept-alive
@@ -102,7 +123,7 @@ func NewTransport(cfg TransportConfig) *http.Transport {
 		d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 		dial = d.DialContext
 	}
-	cache := &dnsCache{ttl: cfg.DNSTTL, m: map[string]dnsEntry{}}
+	cache := &dnsCache{ttl: cfg.DNSTTL, m: map[string]dnsEntry{}, lookup: cfg.lookup}
 	t := &http.Transport{
 		Proxy: nil, // a load generator must hit the target, not a proxy from the environment
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -111,11 +132,25 @@ func NewTransport(cfg TransportConfig) *http.Transport {
 					return nil, err
 				}
 			}
-			a, err := cache.resolve(ctx, addr)
+			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
 				return nil, err
 			}
-			return dial(ctx, network, a)
+			addrs, next, err := cache.resolve(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			if cfg.Targets != nil {
+				// Every candidate, before any packet: a name with one bad
+				// address is refused whole.
+				pn, _ := strconv.Atoi(port)
+				for _, a := range addrs {
+					if err := cfg.Targets.CheckDial(host, net.IP(a.AsSlice()), pn); err != nil {
+						return nil, err
+					}
+				}
+			}
+			return dial(ctx, network, net.JoinHostPort(addrs[next].String(), port))
 		},
 		TLSClientConfig:       &tls.Config{InsecureSkipVerify: cfg.Insecure}, //nolint:gosec // opt-in for test targets
 		TLSHandshakeTimeout:   cfg.Timeout,
@@ -141,43 +176,57 @@ func NewTransport(cfg TransportConfig) *http.Transport {
 // dnsCache resolves host names once per TTL: Go's resolver has no cache,
 // and a lookup per new connection would measure DNS, not the target.
 type dnsCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]dnsEntry
+	ttl    time.Duration
+	lookup func(ctx context.Context, host string) ([]string, error) // nil: net.DefaultResolver
+	mu     sync.Mutex
+	m      map[string]dnsEntry
 }
 
 type dnsEntry struct {
-	addrs   []string
+	addrs   []netip.Addr
 	expires time.Time
 	next    int
 }
 
-func (c *dnsCache) resolve(ctx context.Context, hostport string) (string, error) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return "", err
-	}
-	if net.ParseIP(host) != nil {
-		return hostport, nil
+// resolve returns host's addresses (the host itself when it is an IP
+// literal) and which one to dial: they take turns.
+func (c *dnsCache) resolve(ctx context.Context, host string) ([]netip.Addr, int, error) {
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); err == nil {
+		return []netip.Addr{a}, 0, nil
 	}
 	c.mu.Lock()
 	e, ok := c.m[host]
 	if ok && time.Now().Before(e.expires) && len(e.addrs) > 0 {
-		a := e.addrs[e.next%len(e.addrs)]
+		i := e.next % len(e.addrs)
 		e.next++
 		c.m[host] = e
 		c.mu.Unlock()
-		return net.JoinHostPort(a, port), nil
+		return e.addrs, i, nil
 	}
 	c.mu.Unlock()
-	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+	lookup := c.lookup
+	if lookup == nil {
+		lookup = net.DefaultResolver.LookupHost
+	}
+	names, err := lookup(ctx, host)
 	if err != nil {
-		return "", err
+		return nil, 0, err
+	}
+	addrs := make([]netip.Addr, 0, len(names))
+	for _, n := range names {
+		a, err := netip.ParseAddr(n)
+		if err != nil {
+			return nil, 0, &net.DNSError{Err: fmt.Sprintf("bad address %q", n), Name: host}
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return nil, 0, &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 	}
 	c.mu.Lock()
-	c.m[host] = dnsEntry{addrs: addrs, expires: time.Now().Add(c.ttl)}
+	c.m[host] = dnsEntry{addrs: addrs, expires: time.Now().Add(c.ttl), next: 1}
 	c.mu.Unlock()
-	return net.JoinHostPort(addrs[0], port), nil
+	return addrs, 0, nil
 }
 
 // targetURL joins a rendered URL; a template may produce garbage, which is
