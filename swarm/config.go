@@ -57,8 +57,19 @@ type Config struct {
 	// load tester (dial backoffs, resource limits of peers that went away).
 	LibraryLogLevel slog.Level
 
+	// Types is the application's wire registry: every message type it
+	// sends, with its kind, size limit and (for gossip) per-sender rate.
+	// The swarm refuses to send or accept any other type, apart from its
+	// own TypePing and TypeError. Nil keeps the deprecated types of this
+	// package (TypeTestAnnounce ... TypePlanResponse) as the registry, each
+	// capped at Limits.MaxBytes.
+	Types map[Type]TypeSpec
+	// MaxGossipSenders bounds the members that get rate-limit state of
+	// their own; the others share one. Default 4096.
+	MaxGossipSenders int
+
 	// Limits bound every message decoded from the network. Zero fields take
-	// DefaultLimits.
+	// DefaultLimits; with Types, MaxBytes is ignored (see Limits).
 	Limits Limits
 	// RequestTimeout bounds a stream request whose context has no deadline
 	// earlier, and a handler's whole exchange. Default 10 s.
@@ -127,6 +138,7 @@ func DefaultConfig() Config {
 		RequestTimeout:    10 * time.Second,
 		MaxStreamsPerPeer: 1024,
 		MaxEventQueue:     256,
+		MaxGossipSenders:  4096,
 		Timing: Timing{
 			ProbeInterval:           250 * time.Millisecond,
 			ProbeTimeout:            200 * time.Millisecond,
@@ -198,6 +210,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxEventQueue == 0 {
 		c.MaxEventQueue = d.MaxEventQueue
 	}
+	if c.MaxGossipSenders == 0 {
+		c.MaxGossipSenders = d.MaxGossipSenders
+	}
 	t, dt := &c.Timing, d.Timing
 	setDur(&t.ProbeInterval, dt.ProbeInterval)
 	setDur(&t.ProbeTimeout, dt.ProbeTimeout)
@@ -252,6 +267,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Types != nil {
+		if _, err := NewRegistry(c.Types); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.MaxGossipSenders < 1 {
+		errs = append(errs, fmt.Errorf("max gossip senders %d: must be positive", c.MaxGossipSenders))
 	}
 	if err := c.Meta.validate(); err != nil {
 		errs = append(errs, err)

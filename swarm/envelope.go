@@ -8,15 +8,26 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Type says what an envelope's body is. Receivers reject a type they do not
-// know (ErrUnknownType), so adding a type is a wire change: add it here, with
-// its body's schema in the owning package.
+// Type says what an envelope's body is. The application defines its types
+// in a registry (Config.Types: each type's name, kind, size and rate) with
+// their bodies' schemas beside it; receivers refuse a type the registry
+// lacks (ErrUnknownType), so adding a type is a wire change. Numbers are
+// never reused.
 type Type uint16
 
-// The envelope types of this wire version. Numbers are never reused.
+// The swarm's own types, in every registry.
 const (
-	TypePing         Type = 1  // a liveness or echo request; body: anything small
-	TypeError        Type = 2  // a failed request; body: ErrorBody
+	TypePing  Type = 1 // a liveness or echo request (and its answer); body: anything small
+	TypeError Type = 2 // a failed request's answer; body: ErrorBody
+)
+
+// The application's types of wire version 1, kept here until the node
+// defines them in its own registry (Config.Types). While Config.Types is
+// nil they are the registry, with the limits listed in legacyTypes.
+//
+// Deprecated: the transport knows envelopes, not plans and queries: define
+// these in the application, with a TypeSpec each in Config.Types.
+const (
 	TypeTestAnnounce Type = 10 // fleet topic: a test was submitted
 	TypeTestStop     Type = 11 // fleet topic: stop a test
 	TypeTestReady    Type = 12 // fleet topic: a node accepts or declines a test
@@ -29,41 +40,40 @@ const (
 	TypePlanResponse Type = 43 // stream: the plan asked for
 )
 
-var typeNames = map[Type]string{
-	TypePing:         "ping",
-	TypeError:        "error",
-	TypeTestAnnounce: "test-announce",
-	TypeTestStop:     "test-stop",
-	TypeTestReady:    "test-ready",
-	TypePlan:         "plan",
-	TypeLease:        "lease",
-	TypeStats:        "stats",
-	TypeQuery:        "query",
-	TypeQueryResult:  "query-result",
-	TypePlanFetch:    "plan-fetch",
-	TypePlanResponse: "plan-response",
-}
+// Known reports whether t is a built-in type or one of the deprecated
+// application types defined in this package.
+//
+// Deprecated: ask the registry (Registry.Spec).
+func (t Type) Known() bool { _, ok := legacyNames.specs[t]; return ok }
 
-// Known reports whether t is a type of this wire version.
-func (t Type) Known() bool { _, ok := typeNames[t]; return ok }
+// String names the built-in and deprecated types; others print as
+// "type(N)" (Registry.Name knows the application's names).
+func (t Type) String() string { return legacyNames.Name(t) }
 
-func (t Type) String() string {
-	if n, ok := typeNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("type(%d)", uint16(t))
-}
+// legacyNames is the uncapped legacy registry, for names.
+var legacyNames = legacyRegistry(0)
 
-// Errors returned by Decoder.Decode (wrapped; test with errors.Is).
+// Errors returned by the decoders, Publish and Request (wrapped; test with
+// errors.Is). ErrWrongKind is beside the registry.
 var (
-	// ErrTooLarge: the message is longer than Limits.MaxBytes.
+	// ErrTooLarge: the message is longer than its type's MaxBytes or the
+	// decoder's Limits.MaxBytes.
 	ErrTooLarge = errors.New("message too large")
 	// ErrMalformed: the bytes are not one well-formed CBOR envelope within
-	// the limits (depth, array and map lengths), or a required field is missing.
+	// the limits (depth, array and map lengths), a required field is
+	// missing, or the sender named inside is not the peer that sent it.
 	ErrMalformed = errors.New("malformed message")
-	// ErrUnknownType: a well-formed envelope of a type this version does not know.
+	// ErrUnknownType: a well-formed envelope of a type the registry lacks.
 	ErrUnknownType = errors.New("unknown message type")
 )
+
+// errForgedSender: an envelope whose Sender is not the peer that signed or
+// sent it. It is ErrMalformed for callers, and its own refusal reason.
+var errForgedSender = fmt.Errorf("%w: forged sender", ErrMalformed)
+
+// errOverLimits: well-formed CBOR beyond the decoder's depth or lengths,
+// which a node with other Limits may accept. ErrMalformed for callers.
+var errOverLimits = fmt.Errorf("%w: over the decoder's limits", ErrMalformed)
 
 // Envelope is the one wire format of every message: gossip, streams and
 // stream answers alike.
@@ -90,6 +100,10 @@ type ErrorBody struct {
 	Message string `cbor:"1,keyasint"`
 }
 
+// EncodeBody encodes a body as NewEnvelope does: what a receiver's
+// DecodeBody reads back exactly.
+func EncodeBody(body any) ([]byte, error) { return encMode.Marshal(body) }
+
 // NewEnvelope encodes body (any CBOR-encodable value; nil for none) into an
 // envelope of type t for test testID (empty for fleet-wide messages).
 func NewEnvelope(t Type, version uint16, testID string, body any) (Envelope, error) {
@@ -104,11 +118,11 @@ func NewEnvelope(t Type, version uint16, testID string, body any) (Envelope, err
 	return e, nil
 }
 
-// Marshal encodes the envelope. It refuses unknown types so that a bug
-// shows at the sender.
+// Marshal encodes the envelope. It refuses type 0, which decoders read as
+// no type; Publish and Request check the type against the registry.
 func (e Envelope) Marshal() ([]byte, error) {
-	if !e.Type.Known() {
-		return nil, fmt.Errorf("encode envelope: %w: %s", ErrUnknownType, e.Type)
+	if e.Type == 0 {
+		return nil, fmt.Errorf("encode envelope: %w: no type", ErrMalformed)
 	}
 	return encMode.Marshal(wireEnvelope{
 		Type: e.Type, Version: e.Version, Sender: e.Sender, TestID: e.TestID,
@@ -132,7 +146,11 @@ func (e Envelope) DecodeBody(v any) error {
 // Limits bound what a decoder accepts from the network. A zero field takes
 // the default of DefaultLimits.
 type Limits struct {
-	MaxBytes       int // longest message in bytes; default 1 MiB
+	// MaxBytes is the longest message in bytes; default 1 MiB. In a
+	// Config without Types it caps every legacy type's MaxBytes; with
+	// Types the swarm ignores it, as each type's MaxBytes bounds its
+	// envelopes.
+	MaxBytes       int
 	MaxDepth       int // deepest nesting of arrays and maps, envelope included; default 16 (min 4)
 	MaxArrayLength int // most elements in one array; default 65536 (min 16)
 	MaxMapPairs    int // most pairs in one map; default 4096 (min 16)
@@ -181,15 +199,33 @@ func (l Limits) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Decoder decodes envelopes from untrusted bytes within its limits. It is
+// Decoder decodes envelopes from untrusted bytes within its limits, and
+// accepts only the types of its registry, each up to its MaxBytes. It is
 // safe for concurrent use.
 type Decoder struct {
 	lim Limits
+	reg *Registry
 	dm  cbor.DecMode
 }
 
-// NewDecoder returns a decoder with limits l (zero fields take defaults).
+// NewDecoder returns a decoder with limits l (zero fields take defaults)
+// for the built-in and deprecated legacy types, each capped at
+// l.MaxBytes. Decoders of an application's types come from
+// Registry.NewDecoder.
 func NewDecoder(l Limits) (*Decoder, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	return legacyRegistry(l.withDefaults().MaxBytes).NewDecoder(l)
+}
+
+// NewDecoder returns a decoder of the registry's types with limits l. A
+// zero l.MaxBytes takes the registry's largest MaxBytes; other zero fields
+// take DefaultLimits.
+func (r *Registry) NewDecoder(l Limits) (*Decoder, error) {
+	if l.MaxBytes == 0 {
+		l.MaxBytes = r.maxAll
+	}
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -205,32 +241,60 @@ func NewDecoder(l Limits) (*Decoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cbor decoder: %w", err)
 	}
-	return &Decoder{lim: l, dm: dm}, nil
+	return &Decoder{lim: l, reg: r, dm: dm}, nil
 }
 
 // Limits returns the decoder's limits, defaults filled in.
 func (d *Decoder) Limits() Limits { return d.lim }
 
-// Decode decodes one envelope that must fill b exactly. It never panics;
-// errors wrap ErrTooLarge, ErrMalformed or ErrUnknownType.
-func (d *Decoder) Decode(b []byte) (Envelope, error) {
+// Registry returns the registry whose types the decoder accepts.
+func (d *Decoder) Registry() *Registry { return d.reg }
+
+// Decode decodes one envelope that must fill b exactly, of any kind. It
+// never panics; errors wrap ErrTooLarge, ErrMalformed or ErrUnknownType.
+func (d *Decoder) Decode(b []byte) (Envelope, error) { return d.DecodeKind(b, allKinds) }
+
+// DecodeKind is Decode for an envelope that travelled as kind k: a type
+// without that kind is refused with ErrWrongKind.
+func (d *Decoder) DecodeKind(b []byte, k Kind) (Envelope, error) {
+	e, err := d.decode(b, k)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// decode is DecodeKind, but on ErrWrongKind and ErrTooLarge of a known type
+// the envelope's Type is set: the gossip validator charges the sender's
+// rate for it.
+func (d *Decoder) decode(b []byte, k Kind) (Envelope, error) {
 	if len(b) > d.lim.MaxBytes {
 		return Envelope{}, fmt.Errorf("decode envelope: %w: %d bytes, limit %d", ErrTooLarge, len(b), d.lim.MaxBytes)
 	}
 	var w wireEnvelope
 	if err := d.dm.Unmarshal(b, &w); err != nil {
+		var depth *cbor.MaxNestedLevelError
+		var arr *cbor.MaxArrayElementsError
+		var pairs *cbor.MaxMapPairsError
+		if errors.As(err, &depth) || errors.As(err, &arr) || errors.As(err, &pairs) {
+			return Envelope{}, fmt.Errorf("decode envelope: %w: %v", errOverLimits, err)
+		}
 		return Envelope{}, fmt.Errorf("decode envelope: %w: %v", ErrMalformed, err)
 	}
 	if w.Type == 0 {
 		return Envelope{}, fmt.Errorf("decode envelope: %w: no type", ErrMalformed)
 	}
-	if !w.Type.Known() {
-		return Envelope{}, fmt.Errorf("decode envelope: %w: %d", ErrUnknownType, uint16(w.Type))
+	if err := d.reg.Check(w.Type, k, len(b)); err != nil {
+		if errors.Is(err, ErrUnknownType) {
+			return Envelope{}, fmt.Errorf("decode envelope: %w", err)
+		}
+		return Envelope{Type: w.Type}, fmt.Errorf("decode envelope: %w", err)
 	}
 	return Envelope{Type: w.Type, Version: w.Version, Sender: w.Sender, TestID: w.TestID, Body: []byte(w.Body)}, nil
 }
 
-// DecodeEnvelope decodes b with the default limits.
+// DecodeEnvelope decodes b with the default limits and the built-in and
+// legacy types (see NewDecoder).
 func DecodeEnvelope(b []byte) (Envelope, error) { return defaultDecoder().Decode(b) }
 
 var defaultDecoder = sync.OnceValue(func() *Decoder {
@@ -242,9 +306,12 @@ var defaultDecoder = sync.OnceValue(func() *Decoder {
 })
 
 // encMode writes deterministic CBOR (sorted map keys, smallest integers),
-// without tags, which the decoder refuses.
+// without tags, which the decoder refuses. Times travel as RFC 3339 text
+// with nanoseconds: the library's default, whole Unix seconds, would move a
+// test's start and a lease's send time by up to a second, and a body
+// decoded and encoded again would no longer be the same.
 var encMode = func() cbor.EncMode {
-	em, err := cbor.EncOptions{Sort: cbor.SortCoreDeterministic, TagsMd: cbor.TagsForbidden}.EncMode()
+	em, err := cbor.EncOptions{Sort: cbor.SortCoreDeterministic, TagsMd: cbor.TagsForbidden, Time: cbor.TimeRFC3339Nano}.EncMode()
 	if err != nil {
 		panic(err)
 	}

@@ -9,6 +9,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
@@ -82,13 +83,60 @@ func newResourceManager(maxStreams int) (network.ResourceManager, error) {
 	return rm, nil
 }
 
-// newPubSub starts GossipSub with strict signing (the default, stated), our
-// message size limit and a validator that decodes every envelope once.
+// gossipOverhead is the room GossipSub needs around an envelope: the
+// signature, the author's peer id, the sequence number, the topic name and
+// protobuf framing.
+const gossipOverhead = 4096
+
+// validateQueueBytes bounds the memory of GossipSub's validation queue,
+// which holds received messages until the validator sees them. GossipSub
+// counts it in messages (32 by default), for all peers together: a flood
+// of small messages fills it and the messages of honest peers arriving
+// meanwhile are dropped. Sized by bytes instead, the queue holds
+// thousands of small messages, and still not more than this of large ones.
+const validateQueueBytes = 64 << 20
+
+// validateQueueSize is how many messages of the largest gossip type fit
+// in validateQueueBytes, between GossipSub's default and 4096.
+func validateQueueSize(maxGossip int) int {
+	return min(4096, max(32, validateQueueBytes/(maxGossip+gossipOverhead)))
+}
+
+// newPubSub starts GossipSub with strict signing (the default, stated), a
+// validator that decodes every envelope once, and peer scoring.
+//
+// Its message size limit is the largest gossip type's MaxBytes plus
+// framing: a bigger message is refused from its length prefix, before a
+// byte of it is buffered, and the stream that carried it is reset. The
+// limit is never below GossipSub's default of 1 MiB, because the control
+// messages a peer piggybacks (up to 512 KiB) are split at its own limit,
+// not ours.
+//
+// Peer scoring uses only the application-specific score, which is minus
+// the penalty the validator charges a message's signer (see limiter).
+// Honest peers score 0 and are treated as without scoring; topic scores
+// are off, because pubsub keeps the parameters of every scored topic for
+// good and per-test topics come and go; the IP colocation factor is off,
+// because whole fleets run on one host (testnet) or behind one NAT; and
+// the behaviour penalty is off, because a node whose cores are busy
+// generating load breaks gossip promises without malice.
 func (s *Swarm) newPubSub() (*pubsub.PubSub, error) {
 	params := pubsub.DefaultGossipSubParams()
 	params.HeartbeatInterval = s.cfg.Timing.HeartbeatInterval
 	if params.HeartbeatInitialDelay > params.HeartbeatInterval {
 		params.HeartbeatInitialDelay = params.HeartbeatInterval
+	}
+	score := &pubsub.PeerScoreParams{
+		AppSpecificScore:  func(p peer.ID) float64 { return s.lim.score(p, time.Now()) },
+		AppSpecificWeight: 1,
+		DecayInterval:     time.Second, // decays topic counters, which are off
+		DecayToZero:       0.01,
+		RetainScore:       penaltyHalfLife, // our penalties outlive a reconnect anyway
+	}
+	thresholds := &pubsub.PeerScoreThresholds{
+		GossipThreshold:   -gossipPenalty,
+		PublishThreshold:  -publishPenalty,
+		GraylistThreshold: -graylistPenalty,
 	}
 	return pubsub.NewGossipSub(s.ctx, s.host,
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
@@ -97,8 +145,12 @@ func (s *Swarm) newPubSub() (*pubsub.PubSub, error) {
 		// messages to every subscribed peer: without it, a message published
 		// before the first heartbeat builds the mesh reaches nobody.
 		pubsub.WithFloodPublish(true),
-		pubsub.WithMaxMessageSize(s.cfg.Limits.MaxBytes+4096), // room for the signature and protobuf framing
-		pubsub.WithDefaultValidator(pubsub.ValidatorEx(s.validate)),
+		pubsub.WithMaxMessageSize(max(pubsub.DefaultMaxMessageSize, s.reg.MaxBytes(KindGossip)+gossipOverhead)),
+		pubsub.WithValidateQueueSize(validateQueueSize(s.reg.MaxBytes(KindGossip))),
+		// Inline: the validator never blocks, and a goroutine per message
+		// costs more than it does.
+		pubsub.WithDefaultValidator(pubsub.ValidatorEx(s.validate), pubsub.WithValidatorInline(true)),
+		pubsub.WithPeerScore(score, thresholds),
 		pubsub.WithLogger(libraryLogger(s.cfg.Logger, s.cfg.LibraryLogLevel)),
 	)
 }

@@ -31,6 +31,9 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 	if strings.Contains(line, "use of closed network connection") {
 		level = slog.LevelDebug // probes in flight while the node shuts down
 	}
+	if strings.HasPrefix(line, "Conflicting address for") {
+		level = slog.LevelDebug // repeated at every gossip; conflicts.NotifyConflict says it once, plainly
+	}
 	if hint := keyHint(line); hint != "" {
 		level = slog.LevelWarn
 		attrs = append(attrs, "hint", hint)

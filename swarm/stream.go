@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -58,8 +60,13 @@ func (s *Swarm) serve(str network.Stream, h Handler) {
 	answer := func(e Envelope) {
 		e.Sender = s.PeerID()
 		b, err := e.Marshal()
+		if err == nil {
+			err = s.reg.Check(e.Type, KindAnswer, len(b))
+		}
 		if err != nil {
-			b, _ = errorEnvelope(s.PeerID(), "encode answer: "+err.Error()).Marshal()
+			// The handler's bug: the requester would refuse the answer.
+			s.log.Error("answer refused", "protocol", string(str.Protocol()), "type", s.reg.Name(e.Type), "error", err)
+			b, _ = s.errorEnvelope("answer refused: " + err.Error()).Marshal()
 		}
 		if _, err := str.Write(b); err != nil {
 			_ = str.Reset()
@@ -68,41 +75,46 @@ func (s *Swarm) serve(str network.Stream, h Handler) {
 		_ = str.Close()
 	}
 
-	b, err := readLimited(str, s.cfg.Limits.MaxBytes)
+	b, err := readLimited(str, s.reg.MaxBytes(KindRequest))
 	var req Envelope
 	if err == nil {
-		req, err = s.dec.Decode(b)
+		req, err = s.dec.DecodeKind(b, KindRequest)
 	}
 	if err == nil && req.Sender != remote.String() {
-		err = fmt.Errorf("%w: sender %q is not the stream's peer", ErrMalformed, req.Sender)
+		err = fmt.Errorf("%w: sender %q is not the stream's peer", errForgedSender, shortID(req.Sender))
 	}
 	if err != nil {
-		s.rejected.Add(1)
-		s.log.Debug("request refused", "protocol", string(str.Protocol()), "from", remote.String(), "error", err)
-		answer(errorEnvelope(s.PeerID(), "request refused: "+err.Error()))
+		s.refuse(refusalReason(err), remote, 0, time.Now(), "request refused", "protocol", string(str.Protocol()), "error", err)
+		answer(s.errorEnvelope("request refused: " + err.Error()))
 		return
 	}
 	resp, err := h(ctx, remote.String(), req)
 	if err != nil {
-		answer(errorEnvelope(s.PeerID(), err.Error()))
+		answer(s.errorEnvelope(err.Error()))
 		return
 	}
 	answer(resp)
 }
 
-func errorEnvelope(sender, msg string) Envelope {
-	if len(msg) > 4096 {
-		msg = msg[:4096]
+// errorEnvelope is a TypeError answer of msg, cut to fit the type's
+// MaxBytes with room for the envelope around it.
+func (s *Swarm) errorEnvelope(msg string) Envelope {
+	spec, _ := s.reg.Spec(TypeError)
+	if limit := min(4096, spec.MaxBytes/2); len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit], "")
 	}
 	e, _ := NewEnvelope(TypeError, 1, "", ErrorBody{Message: msg})
-	e.Sender = sender
+	e.Sender = s.PeerID()
 	return e
 }
 
 // Request sends req to the peer over a fresh stream of protocolID and
 // waits for the answer, until ctx ends or Config.RequestTimeout passes,
 // whichever is first. The peer must be a member (its address comes from
-// membership). A TypeError answer comes back as a *RemoteError.
+// membership). A TypeError answer comes back as a *RemoteError. req must
+// be a request type of the registry within its MaxBytes, and so must the
+// answer be an answer type (errors wrap ErrUnknownType, ErrWrongKind,
+// ErrTooLarge).
 func (s *Swarm) Request(ctx context.Context, peerID string, protocolID string, req Envelope) (Envelope, error) {
 	pid, err := peer.Decode(peerID)
 	if err != nil {
@@ -116,8 +128,8 @@ func (s *Swarm) Request(ctx context.Context, peerID string, protocolID string, r
 	if err != nil {
 		return Envelope{}, err
 	}
-	if len(b) > s.cfg.Limits.MaxBytes {
-		return Envelope{}, fmt.Errorf("request %s: %w: %d bytes, limit %d", protocolID, ErrTooLarge, len(b), s.cfg.Limits.MaxBytes)
+	if err := s.reg.Check(req.Type, KindRequest, len(b)); err != nil {
+		return Envelope{}, fmt.Errorf("request %s: %w", protocolID, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
@@ -151,17 +163,21 @@ func (s *Swarm) Request(ctx context.Context, peerID string, protocolID string, r
 		_ = str.Reset()
 		return fail(err)
 	}
-	rb, err := readLimited(str, s.cfg.Limits.MaxBytes)
+	rb, err := readLimited(str, s.reg.MaxBytes(KindAnswer))
 	if err != nil {
 		_ = str.Reset()
+		if errors.Is(err, ErrTooLarge) {
+			s.refuse(RefusedTooLarge, pid, 0, time.Now(), "answer refused", "protocol", protocolID, "error", err)
+		}
 		return fail(err)
 	}
-	resp, err := s.dec.Decode(rb)
+	resp, err := s.dec.DecodeKind(rb, KindAnswer)
+	if err == nil && resp.Sender != peerID {
+		err = fmt.Errorf("%w: answer's sender %q is not the peer", errForgedSender, shortID(resp.Sender))
+	}
 	if err != nil {
+		s.refuse(refusalReason(err), pid, 0, time.Now(), "answer refused", "protocol", protocolID, "error", err)
 		return fail(err)
-	}
-	if resp.Sender != peerID {
-		return fail(fmt.Errorf("%w: answer's sender %q is not the peer", ErrMalformed, resp.Sender))
 	}
 	if resp.Type == TypeError {
 		var eb ErrorBody

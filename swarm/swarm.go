@@ -33,7 +33,9 @@ var ErrClosed = errors.New("swarm closed")
 type Swarm struct {
 	cfg  Config
 	log  *slog.Logger
-	dec  *Decoder
+	reg  *Registry // the wire's types: Config.Types and the built-ins
+	dec  *Decoder  // of reg's types
+	lim  *limiter  // per-sender rates, penalties and log pacing
 	host host.Host
 	ps   *pubsub.PubSub
 	ml   *memberlist.Memberlist
@@ -47,7 +49,7 @@ type Swarm struct {
 	// once, every node would otherwise run a Noise handshake with every
 	// other at the same moment and starve the failure detector.
 	dials       chan struct{}
-	rejected    atomic.Uint64 // messages refused by the decoder or the sender check
+	refused     [numReasons]atomic.Uint64 // by reason, indexed as refusalReasons
 	eventsDrops atomic.Uint64
 
 	mu       sync.Mutex
@@ -58,6 +60,9 @@ type Swarm struct {
 	topics   map[string]*topicState
 	left     bool
 	closed   bool
+
+	nameTaken   *nameTakenError      // a live member holds our name: found during Join
+	conflictLog map[string]time.Time // the last log line about each name conflict
 }
 
 // entry is one member in the local table. memberlist forgets dead nodes
@@ -80,9 +85,75 @@ type watcher struct {
 
 // Stats counts what the swarm refused or dropped since New.
 type Stats struct {
-	MessagesRejected uint64 // envelopes refused: malformed, oversized, unknown type, forged sender
-	EventsDropped    uint64 // membership events not delivered because a Watch channel was full
-	ConnectedPeers   int    // peers with an open libp2p connection
+	// MessagesRejected counts every message refused: the sum of Refused.
+	MessagesRejected uint64
+	// Refused counts refused messages (gossip, requests, answers and
+	// member metadata) by reason: RefusedMalformed, RefusedUnknownType, ...
+	// Gossip messages over GossipSub's size limit are not counted: the
+	// transport drops them unread, with the stream that carried them.
+	Refused        map[string]uint64
+	EventsDropped  uint64 // membership events not delivered because a Watch channel was full
+	ConnectedPeers int    // peers with an open libp2p connection
+	// GossipSenders is how many peers have rate-limit state of their own;
+	// at most Config.MaxGossipSenders.
+	GossipSenders int
+	// PenalizedPeers is how many of them sent so many bad messages lately
+	// that GossipSub drops everything they send, unread.
+	PenalizedPeers int
+}
+
+// Refusal reasons, the keys of Stats.Refused.
+const (
+	RefusedMalformed    = "malformed"     // not an envelope within the limits
+	RefusedUnknownType  = "unknown-type"  // a type the registry lacks
+	RefusedWrongKind    = "wrong-kind"    // e.g. a request type published on a topic
+	RefusedTooLarge     = "too-large"     // over its type's MaxBytes
+	RefusedRateLimited  = "rate-limited"  // its sender is over the type's rate
+	RefusedForgedSender = "forged-sender" // Sender is not the peer that signed or sent it
+	RefusedBadMetadata  = "bad-metadata"  // a member's metadata does not decode
+)
+
+var refusalReasons = [...]string{RefusedMalformed, RefusedUnknownType, RefusedWrongKind, RefusedTooLarge,
+	RefusedRateLimited, RefusedForgedSender, RefusedBadMetadata}
+
+const numReasons = len(refusalReasons)
+
+// refusalReason maps a decoding or checking error to its reason.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, errForgedSender):
+		return RefusedForgedSender
+	case errors.Is(err, ErrRateLimited):
+		return RefusedRateLimited
+	case errors.Is(err, ErrUnknownType):
+		return RefusedUnknownType
+	case errors.Is(err, ErrWrongKind):
+		return RefusedWrongKind
+	case errors.Is(err, ErrTooLarge):
+		return RefusedTooLarge
+	}
+	return RefusedMalformed
+}
+
+// refuse counts a refused message, charges its sender penalty, and logs
+// it: a warning at most once per sender per logEvery (with the count of
+// refusals since the last one), debug otherwise.
+func (s *Swarm) refuse(reason string, from peer.ID, penalty float64, now time.Time, msg string, attrs ...any) {
+	for i, r := range refusalReasons {
+		if r == reason {
+			s.refused[i].Add(1)
+		}
+	}
+	attrs = append(attrs, "from", from.String(), "reason", reason)
+	logIt, unlogged := s.lim.refused(from, penalty, now)
+	if !logIt {
+		s.log.Debug(msg, attrs...)
+		return
+	}
+	if unlogged > 0 {
+		attrs = append(attrs, "refused_since_last_line", unlogged)
+	}
+	s.log.Warn(msg+" (one line per sender per minute)", attrs...)
 }
 
 // New starts a node: its libp2p host and GossipSub, then memberlist. The
@@ -105,19 +176,36 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	logger := cfg.Logger.With("node", cfg.Name)
 	setLibraryLogger(cfg.Logger, cfg.LibraryLogLevel)
-	dec, err := NewDecoder(cfg.Limits)
+	reg := legacyRegistry(cfg.Limits.MaxBytes)
+	lim := cfg.Limits
+	if cfg.Types != nil {
+		var err error
+		if reg, err = NewRegistry(cfg.Types); err != nil {
+			return nil, err
+		}
+		lim.MaxBytes = 0 // each type's own
+	}
+	dec, err := reg.NewDecoder(lim)
 	if err != nil {
 		return nil, err
+	}
+	selfID, err := peer.IDFromPrivateKey(cfg.Identity.priv)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
 	}
 
 	s := &Swarm{
 		cfg:      cfg,
 		log:      logger,
+		reg:      reg,
 		dec:      dec,
+		lim:      newLimiter(reg, cfg.MaxGossipSenders, selfID),
 		members:  make(map[string]*entry),
 		dials:    make(chan struct{}, maxConcurrentDials),
 		watchers: make(map[*watcher]struct{}),
 		topics:   make(map[string]*topicState),
+
+		conflictLog: make(map[string]time.Time),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -227,6 +315,8 @@ func (s *Swarm) memberlistConfig(advertise string) *memberlist.Config {
 	c.TCPTimeout = 5 * time.Second
 	c.Delegate = &delegate{s: s}
 	c.Events = &events{s: s}
+	c.Merge = &conflicts{s: s}
+	c.Conflict = &conflicts{s: s}
 	c.Logger = log.New(&memberlistLog{log: s.log}, "", 0)
 	if !s.cfg.FleetKey.IsZero() {
 		// Encrypt and authenticate every gossip packet and stream; a node
@@ -278,17 +368,30 @@ func (s *Swarm) P2PAddrs() []string {
 
 // Stats returns the counts of refused messages and dropped events.
 func (s *Swarm) Stats() Stats {
-	return Stats{
-		MessagesRejected: s.rejected.Load(),
-		EventsDropped:    s.eventsDrops.Load(),
-		ConnectedPeers:   len(s.host.Network().Peers()),
+	st := Stats{
+		Refused:        make(map[string]uint64, numReasons),
+		EventsDropped:  s.eventsDrops.Load(),
+		ConnectedPeers: len(s.host.Network().Peers()),
 	}
+	for i, r := range refusalReasons {
+		n := s.refused[i].Load()
+		st.Refused[r] = n
+		st.MessagesRejected += n
+	}
+	st.GossipSenders, st.PenalizedPeers = s.lim.counts(time.Now())
+	return st
 }
 
 // Join contacts the seeds (gossip addresses, host:port; the port defaults
 // to 7946) and merges their view of the fleet. It returns how many seeds
-// answered; it fails only when none did. A seed whose fleet key differs
-// from ours does not answer.
+// answered; it fails when none did. A seed whose fleet key differs from
+// ours does not answer.
+//
+// It also fails, with an error wrapping ErrNameTaken, when a seed lists
+// this node's name as a live member with another peer id: the fleet would
+// ignore this node. The node should stop (Close) and start again with
+// another name. The same identity under the same name is a restart, and
+// joins, even while the fleet still lists the old address.
 func (s *Swarm) Join(seeds []string) (int, error) {
 	if s.isClosed() {
 		return 0, ErrClosed
@@ -306,7 +409,17 @@ func (s *Swarm) Join(seeds []string) (int, error) {
 	if len(addrs) == 0 {
 		return 0, nil
 	}
+	s.mu.Lock()
+	s.nameTaken = nil
+	s.mu.Unlock()
 	n, err := s.ml.Join(addrs)
+	s.mu.Lock()
+	taken := s.nameTaken
+	s.mu.Unlock()
+	if taken != nil {
+		s.log.Error("join refused: this node's name is taken", "error", taken)
+		return 0, fmt.Errorf("join %s: %w", strings.Join(addrs, ", "), taken)
+	}
 	if err != nil {
 		err = flatErr{err}
 	}
@@ -618,6 +731,7 @@ func (s *Swarm) maintain() {
 			switch {
 			case e.state != StateAlive && now.Sub(e.since) > s.cfg.Timing.DeadRetention:
 				delete(s.members, name)
+				s.lim.member(e.info.peerID, -1)
 			case e.state == StateAlive && !e.self && e.info.peerID != "" &&
 				s.host.Network().Connectedness(e.info.peerID) != network.Connected:
 				dial = append(dial, target{name, e.info})
