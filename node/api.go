@@ -49,7 +49,9 @@ func (n *Node) routes() {
 	n.mux.HandleFunc("GET /v1/health", n.handleHealth)
 	n.mux.HandleFunc("GET /v1/peers", n.handlePeers)
 	n.testRoutes()
-	n.mux.HandleFunc("POST /v1/debug/isolate", n.handleIsolate)
+	if n.cfg.DebugAPI {
+		n.mux.HandleFunc("POST /v1/debug/isolate", n.handleIsolate)
+	}
 }
 
 // Isolation is the body of POST /v1/debug/isolate.
@@ -58,8 +60,8 @@ type Isolation struct {
 }
 
 // handleIsolate cuts this node off from the fleet or restores it: a fault
-// injection for demonstrations and tests (swarm testnet isolate). The API
-// is on loopback, so only this host's users can do it.
+// injection for demonstrations and tests (swarm testnet isolate). It is
+// served only with Config.DebugAPI (the testnet sets it).
 func (n *Node) handleIsolate(w http.ResponseWriter, r *http.Request) {
 	var body Isolation
 	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))

@@ -17,13 +17,20 @@ import (
 
 // TestSummary is one line of GET /v1/tests.
 type TestSummary struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	State     string    `json:"state"`
-	Reason    string    `json:"reason,omitempty"`
-	Submitter string    `json:"submitter"`
-	Created   time.Time `json:"created"`
-	Nodes     int       `json:"nodes"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+	// Submitter is the submitting node's name as membership knows its key
+	// (as it wrote it, when membership does not know the key any more);
+	// SubmitterID is the key that signed the test: the identity.
+	Submitter   string    `json:"submitter"`
+	SubmitterID string    `json:"submitter_id"`
+	Created     time.Time `json:"created"`
+	Nodes       int       `json:"nodes"`
+	// Paused and GaveUp say how this node's own share stands.
+	Paused bool   `json:"paused,omitempty"`
+	GaveUp string `json:"gave_up,omitempty"`
 }
 
 // NodeState is one node's part in a test.
@@ -142,7 +149,7 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("read test file: %w", err))
 		return
 	}
-	id, err := n.tests.submit(r.Context(), body, r.URL.Query().Get("target"))
+	id, err := n.reg.submit(r.Context(), body, r.URL.Query().Get("target"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
@@ -152,7 +159,7 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleTests(w http.ResponseWriter, r *http.Request) {
 	out := []TestSummary{}
-	for _, t := range n.tests.list() {
+	for _, t := range n.reg.list() {
 		t.mu.Lock()
 		out = append(out, t.summaryLocked())
 		t.mu.Unlock()
@@ -160,23 +167,44 @@ func (n *Node) handleTests(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"tests": out})
 }
 
+// StopResult is the answer of DELETE /v1/tests/{id}.
+type StopResult struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Scope is "fleet" when the test stops on every node (this node
+	// submitted or schedules it), "node" when only this node's share stops
+	// (the others accept a stop from the submitter or the scheduler only).
+	Scope string `json:"scope"`
+	Note  string `json:"note,omitempty"`
+}
+
 func (n *Node) handleStop(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t := n.tests.get(id)
+	t := n.reg.get(id)
 	if t == nil {
 		writeError(w, http.StatusNotFound, fmt.Errorf("test %q: not known to this node", id))
 		return
 	}
-	if err := n.tests.stopTest(r.Context(), id, "stopped by a user on "+n.cfg.Name); err != nil {
+	scope, err := n.reg.stop(r.Context(), t, "stopped by a user on "+n.cfg.Name)
+	if err != nil {
 		writeError(w, http.StatusBadGateway, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": StateStopped})
+	res := StopResult{ID: id, State: StateStopped, Scope: scope}
+	if scope == StopNode {
+		t.mu.Lock()
+		sum := t.summaryLocked()
+		leader := t.nameOfLocked(t.leader)
+		t.mu.Unlock()
+		res.State = sum.State
+		res.Note = fmt.Sprintf("this node's share stops and moves to the others; only the test's submitter (%s) or its scheduler (%s) can stop it on every node", sum.Submitter, leader)
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (n *Node) handleTest(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	t := n.tests.get(id)
+	t := n.reg.get(id)
 	if t == nil {
 		writeError(w, http.StatusNotFound, fmt.Errorf("test %q: not known to this node", id))
 		return
@@ -198,61 +226,65 @@ func (n *Node) handleTest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func (r *testRun) summaryLocked() TestSummary {
+func (t *loadTest) summaryLocked() TestSummary {
 	nodes := 0
-	if r.plan != nil {
-		nodes = len(r.plan.Shares)
+	if t.plan != nil {
+		nodes = len(t.plan.Shares)
 	}
-	return TestSummary{ID: r.id, Name: r.sc.Name, State: r.state, Reason: r.reason, Submitter: r.ann.Submitter,
-		Created: r.ann.Created, Nodes: nodes}
+	sub := t.reg.nameOf(t.ann.Signer)
+	if sub == "" {
+		sub = t.body.Name
+	}
+	return TestSummary{ID: t.id, Name: t.sc.Name, State: t.state, Reason: t.reason, Submitter: sub, SubmitterID: t.ann.Signer,
+		Created: t.body.Created, Nodes: nodes, Paused: t.paused, GaveUp: t.gaveUp}
 }
 
 // status builds the test's status from seconds since on.
-func (r *testRun) status(since int64, byNode bool) (*TestStatus, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := &TestStatus{TestSummary: r.summaryLocked(), Target: r.sc.Target.String(),
-		DurationSec: r.sc.Profile.Duration().Seconds(), CompleteThrough: -1, Seconds: []SecondStats{}}
+func (t *loadTest) status(since int64, byNode bool) (*TestStatus, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := &TestStatus{TestSummary: t.summaryLocked(), Target: t.sc.Target.String(),
+		DurationSec: t.sc.Profile.Duration().Seconds(), CompleteThrough: -1, Seconds: []SecondStats{}}
 	names := map[string]string{}
-	for id := range r.nodes {
-		names[id] = r.nameOfLocked(id)
+	for id := range t.nodes {
+		names[id] = t.nameOfLocked(id)
 	}
-	if r.plan != nil {
-		start := r.plan.Start
+	if t.plan != nil {
+		start := t.plan.Start
 		st.Start = &start
-		st.Epoch = r.plan.Epoch
-		st.Scheduler = r.nameOfLocked(r.plan.Scheduler)
+		st.Epoch = t.plan.Epoch
+		st.Scheduler = t.nameOfLocked(t.plan.Scheduler)
 		st.Excluded = map[string]string{}
-		for id, why := range r.plan.Excluded {
-			st.Excluded[r.nameOfLocked(id)] = why
+		for id, why := range t.plan.Excluded {
+			st.Excluded[t.nameOfLocked(id)] = why
 		}
 	}
-	st.NodeStates = r.nodeStatesLocked()
+	st.NodeStates = t.nodeStatesLocked()
 
 	// Fleet-wide seconds.
 	ts := map[int64]bool{}
-	for _, res := range r.results {
-		for t := range res.Seconds {
-			if t >= since {
-				ts[t] = true
+	for _, res := range t.results {
+		for sec := range res.Seconds {
+			if sec >= since {
+				ts[sec] = true
 			}
 		}
 	}
 	order := make([]int64, 0, len(ts))
-	for t := range ts {
-		order = append(order, t)
+	for sec := range ts {
+		order = append(order, sec)
 	}
 	sort.Slice(order, func(a, b int) bool { return order[a] < order[b] })
-	for _, t := range order {
-		merged := storage.NewSecond(t)
-		ss := SecondStats{T: t}
-		for id, res := range r.results {
-			sec, ok := res.Seconds[t]
+	for _, i := range order {
+		merged := storage.NewSecond(i)
+		ss := SecondStats{T: i}
+		for id, res := range t.results {
+			sec, ok := res.Seconds[i]
 			if !ok {
 				continue
 			}
 			if err := merged.Merge(sec); err != nil {
-				return nil, fmt.Errorf("second %d of %s: %w", t, names[id], err)
+				return nil, fmt.Errorf("second %d of %s: %w", i, names[id], err)
 			}
 			ss.Nodes++
 			if byNode {
@@ -263,18 +295,18 @@ func (r *testRun) status(since int64, byNode bool) (*TestStatus, error) {
 			}
 		}
 		sum := storage.SummarizeSecond(merged)
-		ss.Target, ss.Achieved = r.sc.Profile.SecondPlanned(t), float64(sum.Arrivals)
+		ss.Target, ss.Achieved = t.sc.Profile.SecondPlanned(i), float64(sum.Arrivals)
 		ss.P50, ss.P95, ss.P99 = sum.Latency.P50, sum.Latency.P95, sum.Latency.P99
 		ss.Errors, ss.Dropped = sum.Errors, sum.Dropped
 		st.Seconds = append(st.Seconds, ss)
 	}
-	st.CompleteThrough = r.completeThroughLocked()
+	st.CompleteThrough = t.completeThroughLocked()
 
 	switch {
-	case r.final != nil:
-		st.Report = r.final // retired: its seconds are in the stores
-	case r.state != StatePending && r.state != StateRunning:
-		rep, err := r.reportLocked()
+	case t.final != nil:
+		st.Report = t.final // retired: its seconds are in the stores
+	case t.state != StatePending && t.state != StateRunning:
+		rep, err := t.reportLocked()
 		if err != nil {
 			return nil, err
 		}
@@ -283,17 +315,17 @@ func (r *testRun) status(since int64, byNode bool) (*TestStatus, error) {
 	return st, nil
 }
 
-func (r *testRun) nodeStatesLocked() []NodeState {
+func (t *loadTest) nodeStatesLocked() []NodeState {
 	var out []NodeState
 	var elapsed time.Duration
-	if r.plan != nil {
-		elapsed = time.Since(r.plan.Start)
+	if t.plan != nil {
+		elapsed = time.Since(t.plan.Start)
 	}
-	for id, ns := range r.nodes {
-		s := NodeState{Name: r.nameOfLocked(id), PeerID: id, Region: ns.Region, Done: ns.Done, Stopped: ns.Stopped,
+	for id, ns := range t.nodes {
+		s := NodeState{Name: t.nameOfLocked(id), PeerID: id, Region: ns.Region, Done: ns.Done, Stopped: ns.Stopped,
 			LastSecond: ns.LastT, StartSkewMs: float64(ns.StartSkew) / float64(time.Millisecond)}
-		if r.plan != nil {
-			if sh, ok := r.plan.Share(id); ok && !ns.Done && ns.Stopped == "" {
+		if t.plan != nil {
+			if sh, ok := t.plan.Share(id); ok && !ns.Done && ns.Stopped == "" {
 				s.Rate = sh.Profile().RateAt(max(elapsed, 0))
 			}
 		}
@@ -306,15 +338,15 @@ func (r *testRun) nodeStatesLocked() []NodeState {
 // completeThroughLocked is the last second that every node still sending
 // has reported; a node that is done, stopped or silent for 3 s does not
 // hold it back.
-func (r *testRun) completeThroughLocked() int64 {
-	if r.plan == nil {
+func (t *loadTest) completeThroughLocked() int64 {
+	if t.plan == nil {
 		return -1
 	}
-	limit := int64(time.Since(r.plan.Start)/time.Second) - 4 // a node silent this long is not waited for
+	limit := int64(time.Since(t.plan.Start)/time.Second) - 4 // a node silent this long is not waited for
 	out := int64(-1)
 	first := true
-	for id := range r.everShared() {
-		ns := r.node(id)
+	for id := range t.sharers {
+		ns := t.node(id)
 		if ns.Done || ns.Stopped != "" {
 			continue
 		}
@@ -324,7 +356,7 @@ func (r *testRun) completeThroughLocked() int64 {
 		}
 	}
 	if first { // nobody is still sending
-		for _, ns := range r.nodes {
+		for _, ns := range t.nodes {
 			out = max(out, ns.LastT)
 		}
 	}
@@ -332,28 +364,28 @@ func (r *testRun) completeThroughLocked() int64 {
 }
 
 // nameOfLocked is a node's name from its stats, the membership, or its id.
-func (r *testRun) nameOfLocked(id string) string {
-	if ns, ok := r.nodes[id]; ok && ns.Name != "" {
+func (t *loadTest) nameOfLocked(id string) string {
+	if ns, ok := t.nodes[id]; ok && ns.Name != "" {
 		return ns.Name
 	}
-	if m, ok := r.ts.n.sw.Member(id); ok && m.Name != "" {
+	if m, ok := t.reg.n.sw.Member(id); ok && m.Name != "" {
 		return m.Name
 	}
 	return id
 }
 
-func (r *testRun) reportLocked() (*FleetReport, error) {
-	merged, err := r.mergedLocked()
+func (t *loadTest) reportLocked() (*FleetReport, error) {
+	merged, err := t.mergedLocked()
 	if err != nil {
 		return nil, err
 	}
-	rep := &FleetReport{Report: scenarios.BuildReport(r.sc, merged), ID: r.id, Nodes: r.nodeStatesLocked()}
+	rep := &FleetReport{Report: scenarios.BuildReport(t.sc, merged), ID: t.id, Nodes: t.nodeStatesLocked()}
 	// The target is the test's, not the sum of what the nodes that answered
 	// planned: a node lost mid-test planned nothing more, and its missing
 	// share must show as a shortfall.
-	if d := r.sc.Profile.Duration().Seconds(); d > 0 {
-		rep.Planned = int64(math.Round(r.sc.Profile.Total()))
-		rep.Rate.Target = r.sc.Profile.Total() / d
+	if d := t.sc.Profile.Duration().Seconds(); d > 0 {
+		rep.Planned = int64(math.Round(t.sc.Profile.Total()))
+		rep.Rate.Target = t.sc.Profile.Total() / d
 		rep.Rate.Achieved = float64(rep.Arrivals) / d
 		rep.Rate.Requests = float64(rep.Requests) / d
 		rep.DurationSec = d
@@ -363,9 +395,9 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	}
 	rep.ByRegion, rep.ByNode = map[string]storage.Summary{}, map[string]storage.Summary{}
 	regions := map[string]*storage.Series{}
-	for id, res := range r.results {
-		rep.ByNode[r.nameOfLocked(id)] = storage.Summarize(res, nil)
-		region := r.node(id).Region
+	for id, res := range t.results {
+		rep.ByNode[t.nameOfLocked(id)] = storage.Summarize(res, nil)
+		region := t.node(id).Region
 		if region == "" {
 			region = "(none)"
 		}
@@ -382,7 +414,7 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	// Thresholds on the fleet-wide numbers as reported (the test's target),
 	// with the regions for rules like regions["ap-south"].p95 < 300.
 	var pass bool
-	rep.Thresholds, pass = r.sc.Evaluate(scenarios.ThresholdEnvWith(rep.Summary, rep.ByStep, rep.ByRegion))
+	rep.Thresholds, pass = t.sc.Evaluate(scenarios.ThresholdEnvWith(rep.Summary, rep.ByStep, rep.ByRegion))
 	if rep.Thresholds == nil {
 		rep.Thresholds = []scenarios.ThresholdResult{}
 	}
@@ -390,7 +422,7 @@ func (r *testRun) reportLocked() (*FleetReport, error) {
 	if !pass {
 		rep.Status = scenarios.StatusFailed
 	}
-	switch r.state {
+	switch t.state {
 	case StateStopped:
 		rep.Interrupted = true
 	case StateFailed:

@@ -55,7 +55,7 @@ func (c *Client) Submit(ctx context.Context, spec []byte, target string) (string
 	var out struct {
 		ID string `json:"id"`
 	}
-	err := c.do(ctx, http.MethodPost, path, bytes.NewReader(spec), &out)
+	err := c.doType(ctx, http.MethodPost, path, "application/yaml", bytes.NewReader(spec), &out)
 	return out.ID, err
 }
 
@@ -101,12 +101,15 @@ func (c *Client) Results(ctx context.Context, id string, by []string, from, to i
 // Isolate cuts the node off from its fleet, or restores it.
 func (c *Client) Isolate(ctx context.Context, on bool) error {
 	b, _ := json.Marshal(Isolation{Isolated: on})
-	return c.do(ctx, http.MethodPost, "/v1/debug/isolate", bytes.NewReader(b), nil)
+	return c.doType(ctx, http.MethodPost, "/v1/debug/isolate", "application/json", bytes.NewReader(b), nil)
 }
 
-// Stop stops a test on every node.
-func (c *Client) Stop(ctx context.Context, id string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/tests/"+url.PathEscape(id), nil, nil)
+// Stop stops a test: on every node when the API's node submitted or
+// schedules it, else that node's share only (see StopResult).
+func (c *Client) Stop(ctx context.Context, id string) (StopResult, error) {
+	var res StopResult
+	err := c.do(ctx, http.MethodDelete, "/v1/tests/"+url.PathEscape(id), nil, &res)
+	return res, err
 }
 
 func (c *Client) get(ctx context.Context, path string, v any) error {
@@ -114,9 +117,16 @@ func (c *Client) get(ctx context.Context, path string, v any) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, v any) error {
+	return c.doType(ctx, method, path, "", body, v)
+}
+
+func (c *Client) doType(ctx context.Context, method, path, contentType string, body io.Reader, v any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

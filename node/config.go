@@ -96,6 +96,11 @@ type Config struct {
 	// Policy is what this node lets tests do (see Policy).
 	Policy Policy `yaml:",inline"`
 
+	// DebugAPI serves fault-injection endpoints on the API (POST
+	// /v1/debug/isolate). Default false; `swarm testnet` sets it.
+	// --debug-api, SWARM_DEBUG_API=1.
+	DebugAPI bool `yaml:"debug_api"`
+
 	// Retention is how long this node keeps tests and results on disk.
 	// Default 720h (30 days). --retention, SWARM_RETENTION.
 	Retention time.Duration `yaml:"retention"`
@@ -306,6 +311,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	dur("SWARM_SIM_LATENCY", &c.SimLatency)
 	dur("SWARM_RETENTION", &c.Retention)
 	dur("SWARM_MAX_DURATION", &c.Policy.MaxDuration)
+	if v, ok := lookup("SWARM_DEBUG_API"); ok {
+		c.DebugAPI = v == "1" || strings.EqualFold(v, "true")
+	}
 	if v, ok := lookup("SWARM_TRUST"); ok {
 		c.Policy.TrustSubmitters = splitList(v)
 	}

@@ -17,7 +17,7 @@ func (n *Node) Crash() {
 		return
 	}
 	n.closed = true
-	n.tests.close()
+	n.reg.close()
 	n.cancel()
 	_ = n.srv.Shutdown(context.Background())
 	_ = n.sw.Close()

@@ -289,7 +289,9 @@ func TestFleetSchedulerDies(t *testing.T) {
 	checkRecovery(t, ct, rate, secs, int64(crashedAt/time.Second)+8)
 }
 
-// TestFleetStop: `swarm stop` halts every node within a second.
+// TestFleetStop: `swarm stop` on another node stops that node's share
+// only (its share moves); on the submitter it halts every node within a
+// second.
 func TestFleetStop(t *testing.T) {
 	nodes := fleet(t, 3)
 	ct := newCountingTarget(t)
@@ -301,9 +303,20 @@ func TestFleetStop(t *testing.T) {
 	st := waitStart(t, c, id)
 	ct.setStart(*st.Start)
 	time.Sleep(time.Until(st.Start.Add(2 * time.Second)))
+	other := nodes[2]
+	if other.Swarm().Name() == st.Scheduler {
+		other = nodes[0]
+	}
+	res, err := node.NewClient(other.APIAddr(), nil).Stop(context.Background(), id)
+	if err != nil || res.Scope != node.StopNode || !contains(res.Note, "only the test's submitter") {
+		t.Fatalf("stop on a node that neither submitted nor schedules the test: %+v %v", res, err)
+	}
+	if st, _ := c.Test(context.Background(), id, 0, false); st.State != node.StateRunning {
+		t.Fatalf("the test is %s after another node's stop", st.State)
+	}
 	stopped := time.Now()
-	if err := node.NewClient(nodes[2].APIAddr(), nil).Stop(context.Background(), id); err != nil {
-		t.Fatal(err)
+	if res, err := c.Stop(context.Background(), id); err != nil || res.Scope != node.StopFleet {
+		t.Fatal(res, err)
 	}
 	st = waitOver(t, c, id, 10*time.Second)
 	if st.State != node.StateStopped || !st.Report.Interrupted {
@@ -335,7 +348,7 @@ func TestFleetPolicyDecline(t *testing.T) {
 	if st.Report.Requests != 200 || st.Report.Status != "passed" {
 		t.Fatalf("report: %d requests, %s", st.Report.Requests, st.Report.Status)
 	}
-	if why := st.Excluded["p2"]; !contains(why, "declined") || !contains(why, "allow-list") {
+	if why := st.Excluded["p2"]; !contains(why, "declined") || !contains(why, "loopback address refused") {
 		t.Fatalf("excluded: %v", st.Excluded)
 	}
 	for _, n := range st.Report.Nodes {
@@ -531,6 +544,7 @@ func TestAPIBadInput(t *testing.T) {
 		want               string
 	}{
 		{"POST", "/v1/tests", "", 400, "empty"},
+		{"PUT", "/v1/tests", "", 405, ""},
 		{"POST", "/v1/tests", "name: [", 400, "invalid scenario"},
 		{"POST", "/v1/tests", strings.Repeat("#", 2<<20), 400, "limit"},
 		{"POST", "/v1/tests?target=ftp://x", string(spec("http://127.0.0.1:1", 1, 1)), 400, "target: scheme"},
@@ -545,6 +559,9 @@ func TestAPIBadInput(t *testing.T) {
 		{"DELETE", "/v1/tests/nope", "", 404, "not known"},
 	} {
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+		if tc.method != "GET" && tc.method != "DELETE" {
+			req.Header.Set("Content-Type", "application/yaml")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -56,8 +56,9 @@ type Node struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
-	tests    *tests
+	reg      *registry
 	store    *storage.Store
+	targets  *scenarios.TargetPolicy // where tests may send requests from this node
 }
 
 // New validates cfg and prepares a node; nothing listens until Start.
@@ -69,7 +70,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		logger = slog.Default()
 	}
 	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux()}
-	n.tests = newTests(n)
+	n.reg = newRegistry(n)
 	n.routes()
 	return n, nil
 }
@@ -143,7 +144,7 @@ func (n *Node) Start(ctx context.Context) error {
 	sw.Handle(queryProtocol, n.handleQueryStream)
 	n.sw, n.apiLn, n.started, n.fleetKey = sw, apiLn, time.Now(), key
 	n.srv = &http.Server{
-		Handler:           n.mux,
+		Handler:           n.guard(n.mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -158,6 +159,12 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 	}()
 
+	if n.targets, err = n.targetPolicy(); err != nil {
+		n.srv.Close()
+		sw.Close()
+		store.Close()
+		return fmt.Errorf("allow-target: %w", err)
+	}
 	if err := n.writeAddrs(); err != nil {
 		n.log.Warn("could not write node.json", "error", err)
 	}
@@ -165,7 +172,7 @@ func (n *Node) Start(ctx context.Context) error {
 
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
-	if err := n.tests.start(jctx); err != nil {
+	if err := n.reg.start(jctx); err != nil {
 		cancel()
 		return fmt.Errorf("tests: %w", err)
 	}
@@ -208,9 +215,7 @@ func (n *Node) swarmConfig(id swarm.Identity, key swarm.FleetKey) (swarm.Config,
 	sc.FleetKey = key
 	sc.Version = cfg.Version
 	sc.Logger = n.log
-	// Result queries answer with every node's merged-down results: more
-	// than the 1 MiB default for long tests.
-	sc.Limits.MaxBytes = 64 << 20
+	sc.Types = wireTypes
 	sc.Meta = swarm.Meta{Region: cfg.Region, Zone: cfg.Zone, Org: cfg.Org, CapacityPerSec: cfg.CapacityPerSec, Tags: cfg.Tags}
 	return sc, nil
 }
@@ -274,7 +279,7 @@ func (n *Node) Close() error {
 		return nil
 	}
 	n.closed = true
-	n.tests.close()
+	n.reg.close()
 	n.cancel()
 	var errs []error
 	if err := n.sw.Leave(); err != nil {
@@ -293,19 +298,13 @@ func (n *Node) Close() error {
 	return errors.Join(errs...)
 }
 
-// transport is the HTTP transport a test's share uses on this node, with
-// the node's simulated latency; nil lets the executor build its own.
+// transport is the HTTP transport a test's share uses on this node: every
+// address it dials passes the node's target policy first, and the node's
+// simulated latency, if any, is added to every connection.
 func (n *Node) transport(sc *scenarios.Scenario) *http.Transport {
-	sim := n.cfg.SimLatency > 0 || n.cfg.SimJitter > 0
-	if !sim && len(n.cfg.Policy.AllowTargets) == 0 {
-		return nil
-	}
-	tc := scenarios.TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight}
-	if sim {
+	tc := scenarios.TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight, Targets: n.targets}
+	if n.cfg.SimLatency > 0 || n.cfg.SimJitter > 0 {
 		tc.Dial = scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter)
-	}
-	if len(n.cfg.Policy.AllowTargets) > 0 {
-		tc.Allow = n.cfg.Policy.allowDial
 	}
 	return scenarios.NewTransport(tc)
 }

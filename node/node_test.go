@@ -24,6 +24,8 @@ func localConfig(t *testing.T, name, dataDir string, seeds ...string) node.Confi
 	c.Region = "r-" + name
 	c.Seeds = seeds
 	c.Version = "v-test"
+	c.Policy.AllowTargets = []string{"127.0.0.0/8"} // the tests' targets are on loopback
+	c.DebugAPI = true
 	return c
 }
 
@@ -70,7 +72,7 @@ func TestNodeAPI(t *testing.T) {
 		t.Fatalf("node.json: %+v, %v", addrs, err)
 	}
 	// Only GET.
-	resp, err := http.Post("http://"+a.APIAddr()+"/v1/peers", "text/plain", nil)
+	resp, err := http.Post("http://"+a.APIAddr()+"/v1/peers", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,11 @@ import (
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
-	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm"
 )
 
-// queryProtocol answers result queries from other nodes.
-const queryProtocol = "/loadswarm/query/1"
-
-// Query is the body of swarm.TypeQuery: a test's results over [From, To]
+// Query is the body of TypeQuery: a test's results over [From, To]
 // (seconds since its start; To < 0: to the end).
 type Query struct {
 	TestID     string `cbor:"1,keyasint"`
@@ -67,23 +63,9 @@ type QueryPart struct {
 	Samples map[string][]string `cbor:"6,keyasint,omitempty"`
 }
 
-// QueryAnswer is the body of swarm.TypeQueryResult.
+// QueryAnswer is the body of TypeQueryResult.
 type QueryAnswer struct {
 	Parts []QueryPart `cbor:"1,keyasint"`
-}
-
-// replicaHolders are the nodes that keep replicas of origin's seconds: the
-// first two in the test's ranking of the alive members, origin aside (the
-// scheduler and the next in line).
-func replicaHolders(testID, origin string, alive map[string]scheduler.Member) []string {
-	ids := make([]string, 0, len(alive))
-	for id := range alive {
-		if id != origin {
-			ids = append(ids, id)
-		}
-	}
-	r := scheduler.Rank(testID, ids)
-	return r[:min(2, len(r))]
 }
 
 // answerQuery merges down what this node's store holds for a test.
@@ -156,7 +138,7 @@ func pushDown(s *storage.Series, res int64) (*storage.Second, *storage.Series, e
 }
 
 func (n *Node) handleQueryStream(ctx context.Context, from string, req swarm.Envelope) (swarm.Envelope, error) {
-	if req.Type != swarm.TypeQuery {
+	if req.Type != TypeQuery {
 		return swarm.Envelope{}, fmt.Errorf("want a query, got %s", req.Type)
 	}
 	var q Query
@@ -167,7 +149,7 @@ func (n *Node) handleQueryStream(ctx context.Context, from string, req swarm.Env
 	if err != nil {
 		return swarm.Envelope{}, err
 	}
-	return swarm.NewEnvelope(swarm.TypeQueryResult, wireVersion, q.TestID, a)
+	return swarm.NewEnvelope(TypeQueryResult, wireVersion, q.TestID, a)
 }
 
 // Results is the answer of GET /v1/tests/{id}/results: the exact merge of
@@ -263,7 +245,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	for id := range chosen {
 		took[id] = true
 	}
-	names, regions := n.tests.namesAndRegions(testID)
+	names, regions := n.reg.namesAndRegions(testID, rec)
 	name := func(id string) string {
 		if v := names[id]; v != "" {
 			return v
@@ -403,7 +385,7 @@ func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string
 		bytes int64
 		err   error
 	}
-	alive := n.tests.view()
+	alive := n.reg.view()
 	answers := make(chan answer, len(alive))
 	var wg sync.WaitGroup
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -418,7 +400,7 @@ func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string
 				answers <- answer{peer: id, a: a, err: err}
 				return
 			}
-			req, err := swarm.NewEnvelope(swarm.TypeQuery, wireVersion, q.TestID, q)
+			req, err := swarm.NewEnvelope(TypeQuery, wireVersion, q.TestID, q)
 			if err != nil {
 				answers <- answer{peer: id, err: err}
 				return

@@ -12,7 +12,7 @@ import (
 
 func FuzzDecodeQuery(f *testing.F) {
 	for _, q := range []Query{{TestID: "t", Resolution: 1}, {TestID: "t", From: 5, To: 9, Resolution: 2, Origins: []string{"a"}, OwnOnly: true}} {
-		e, _ := swarm.NewEnvelope(swarm.TypeQuery, wireVersion, q.TestID, q)
+		e, _ := swarm.NewEnvelope(TypeQuery, wireVersion, q.TestID, q)
 		b, _ := e.Marshal()
 		f.Add(b)
 	}

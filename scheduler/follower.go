@@ -27,11 +27,16 @@ type FollowerConfig struct {
 	// resumes, or changes mid-test, so that no arrival already due is sent
 	// in a burst to catch up. Default 50ms.
 	ResumeLead time.Duration
+	// FirstPlanWait is how long the follower waits for a first plan from
+	// the node it ranks first; after that, a first plan from any member
+	// that accepted the test is followed (the first may have frozen, or
+	// may never plan). Default 8s.
+	FirstPlanWait time.Duration
 }
 
 // DefaultFollowerConfig returns the defaults.
 func DefaultFollowerConfig() FollowerConfig {
-	return FollowerConfig{LeaseTTL: 3 * time.Second, MaxStartLead: time.Minute, ResumeLead: 50 * time.Millisecond}
+	return FollowerConfig{LeaseTTL: 3 * time.Second, MaxStartLead: time.Minute, ResumeLead: 50 * time.Millisecond, FirstPlanWait: 8 * time.Second}
 }
 
 // Validate reports every bad field.
@@ -40,8 +45,8 @@ func (c FollowerConfig) Validate() error {
 	if c.LeaseTTL <= 0 || c.LeaseTTL > time.Minute {
 		errs = append(errs, fmt.Errorf("follower: lease TTL %s must be in (0, 1m]", c.LeaseTTL))
 	}
-	if c.GiveUpAfter < 0 || c.MaxStartLead <= 0 || c.ResumeLead < 0 {
-		errs = append(errs, errors.New("follower: give-up delay and resume lead must be >= 0, max start lead > 0"))
+	if c.GiveUpAfter < 0 || c.MaxStartLead <= 0 || c.ResumeLead < 0 || c.FirstPlanWait <= 0 {
+		errs = append(errs, errors.New("follower: give-up delay and resume lead must be >= 0, max start lead and first plan wait > 0"))
 	}
 	return errors.Join(errs...)
 }
@@ -223,6 +228,7 @@ type Follower struct {
 	gaveUp   string
 	stopped  string
 	fetchAt  time.Time // when the last fetch was asked for (zero: none in flight)
+	created  time.Time // the first step's time
 }
 
 type epochKey struct {
@@ -276,6 +282,16 @@ func (f *Follower) Stopped() string { return f.stopped }
 // LeaseEnd is when the share's lease runs out.
 func (f *Follower) LeaseEnd() time.Time { return f.leaseEnd }
 
+// SilentFor is how long the scheduler followed has sent nothing (as far as
+// this node can tell when its last plan or lease was sent); 0 without a
+// plan.
+func (f *Follower) SilentFor(now time.Time) time.Duration {
+	if f.plan == nil {
+		return 0
+	}
+	return max(now.Sub(f.lastContact), 0)
+}
+
 // Liars are the schedulers caught sending two plans for one epoch.
 func (f *Follower) Liars() map[string]string { return f.liars }
 
@@ -301,6 +317,9 @@ func (f *Follower) Committed(now time.Time) float64 {
 
 // Step feeds the follower one input at now and returns what to do, in order.
 func (f *Follower) Step(now time.Time, in Input) []Action {
+	if f.created.IsZero() {
+		f.created = now
+	}
 	var out []Action
 	switch in.Kind {
 	case InTick:
@@ -493,7 +512,7 @@ func (f *Follower) acceptable(now time.Time, p *Plan, v FollowView) bool {
 	rank := slices.Index(v.Ranked, p.Scheduler)
 	switch {
 	case f.plan == nil:
-		return rank == 0
+		return rank == 0 || rank > 0 && now.Sub(f.created) > f.cfg.FirstPlanWait
 	case p.Epoch > f.plan.Epoch:
 		if p.Scheduler == f.plan.Scheduler {
 			return true

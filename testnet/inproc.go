@@ -62,6 +62,8 @@ func Start(t testing.TB, n int, opts Options) *Fleet {
 		c.DataDir = t.TempDir()
 		c.Bind, c.API, c.Profile = "127.0.0.1:0", "127.0.0.1:0", "local"
 		c.LeaseTTL, c.StartLead = opts.LeaseTTL, opts.StartLead
+		c.Policy.AllowTargets = []string{"127.0.0.0/8"} // the demo target is on loopback
+		c.DebugAPI = true
 		if opts.RTTs != nil {
 			rtt := opts.RTTs.Lookup(region)
 			c.SimLatency, c.SimJitter = rtt.Latency, rtt.Jitter

@@ -441,7 +441,10 @@ func Up(ctx context.Context, cfg UpConfig) (*State, error) {
 		n.Args = append([]string{"join", "--name", n.Name, "--region", n.Region, "--data-dir", n.DataDir,
 			"--bind", n.Gossip, "--api", net.JoinHostPort(n.IP, "0"), "--fleet-key", s.FleetKey,
 			"--profile", "local", "--lease-ttl", cfg.LeaseTTL.String(), "--start-lead", cfg.StartLead.String(),
-			"--sim-latency", n.RTT.Latency.String(), "--sim-jitter", n.RTT.Jitter.String()}, seeds...)
+			"--sim-latency", n.RTT.Latency.String(), "--sim-jitter", n.RTT.Jitter.String(),
+			// The demo target and every node are on loopback; a node's
+			// own listeners stay refused whatever the allow-list says.
+			"--allow-target", "127.0.0.0/8", "--debug-api"}, seeds...)
 	}
 	if cfg.Target {
 		s.Target = &TargetProc{Proc: Proc{Name: "target", Log: filepath.Join(dir, "target.log"),

@@ -90,7 +90,7 @@ func follow(ctx context.Context, c *node.Client, id string, opts *RunOptions) (n
 			stopped = true
 			fmt.Fprintf(opts.IO.ErrOut, "stopping test %s on the fleet...\n", id)
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := c.Stop(sctx, id)
+			_, err := c.Stop(sctx, id)
 			cancel()
 			if err != nil {
 				return node.TestStatus{}, fmt.Errorf("stop %s: %w", id, err)
@@ -251,10 +251,16 @@ func NewCmdStop(ios IO, runF func(context.Context, *StopOptions) error) *cobra.C
 	opts := &StopOptions{IO: ios, API: defaultAPI()}
 	cmd := &cobra.Command{
 		Use:   "stop TEST-ID [--api ADDR]",
-		Short: "Stop a test on every node",
-		Long: `Stop a running test on every node of the fleet, from any node: arrivals stop
-at once and requests in flight are cut off. The test's results so far are
-kept; its report says it was interrupted.`,
+		Short: "Stop a test on every node (from its submitter or scheduler)",
+		Long: `Stop a running test. Asked of the node that submitted the test, or of the
+node that schedules it, the test stops on every node: arrivals stop at once
+and requests in flight are cut off, the results so far are kept, and the
+report says it was interrupted.
+
+Asked of any other node, only that node's share stops (its operator's
+right); the share moves to the others and the test goes on. Members accept
+a fleet-wide stop from a test's submitter or scheduler only, so that no
+member can stop another's test.`,
 		Example: "  swarm stop 3f2a9c1b7d4e",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -273,8 +279,13 @@ func stopRun(ctx context.Context, opts *StopOptions) error {
 	if strings.TrimSpace(opts.ID) == "" {
 		return errors.New("stop: a test id is required")
 	}
-	if err := node.NewClient(opts.API, nil).Stop(ctx, opts.ID); err != nil {
+	res, err := node.NewClient(opts.API, nil).Stop(ctx, opts.ID)
+	if err != nil {
 		return err
+	}
+	if res.Scope == node.StopNode {
+		fmt.Fprintf(opts.IO.Out, "stopping this node's share of test %s: %s\n", opts.ID, res.Note)
+		return nil
 	}
 	fmt.Fprintf(opts.IO.Out, "stopping test %s on every node\n", opts.ID)
 	return nil

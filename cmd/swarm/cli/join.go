@@ -46,6 +46,7 @@ type JoinOptions struct {
 	Trust      []string
 	Allow      []string
 	MaxDur     time.Duration
+	DebugAPI   bool
 
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
@@ -56,7 +57,7 @@ type JoinOptions struct {
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
 	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
-	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration"}
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -149,8 +150,9 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.DurationVar(&opts.StartLead, "start-lead", d.StartLead, "how far ahead a test (or a new share) starts when this node schedules")
 	f.DurationVar(&opts.SimLatency, "sim-latency", 0, "simulated round trip added to every request to a target (testnet regions)")
 	f.DurationVar(&opts.SimJitter, "sim-jitter", 0, "random extra simulated latency, uniform in 0..jitter")
-	f.StringArrayVar(&opts.Trust, "trust", nil, "run only tests submitted by this node (name or peer id; repeat; default: any member)")
-	f.StringArrayVar(&opts.Allow, "allow-target", nil, "send requests only to hosts matching this pattern, e.g. '*.staging.example.com' (repeat; default: any)")
+	f.StringArrayVar(&opts.Trust, "trust", nil, "run only tests signed by this node (peer id, or its name in the fleet; repeat; default: any member)")
+	f.StringArrayVar(&opts.Allow, "allow-target", nil, "send requests only to this host, domain suffix (.example.com), IP or CIDR (repeat; default: any host but loopback, link-local and this node's own addresses; 127.0.0.0/8 allows loopback)")
+	f.BoolVar(&opts.DebugAPI, "debug-api", false, "serve fault-injection endpoints on the API (POST /v1/debug/isolate); swarm testnet sets it")
 	f.DurationVar(&opts.MaxDur, "max-duration", 0, "decline tests longer than this (default: no limit)")
 	return cmd
 }
@@ -220,6 +222,9 @@ func (o *JoinOptions) Config() (node.Config, error) {
 	}
 	if o.Changed["allow-target"] {
 		c.Policy.AllowTargets = o.Allow
+	}
+	if o.Changed["debug-api"] {
+		c.DebugAPI = o.DebugAPI
 	}
 	if len(o.Seeds) > 0 {
 		c.Seeds = o.Seeds

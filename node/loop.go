@@ -1,0 +1,371 @@
+package node
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/loadswarm/loadswarm/scheduler"
+	"github.com/loadswarm/loadswarm/swarm"
+)
+
+// tickEvery is how often the loop ticks its state machines.
+const tickEvery = 100 * time.Millisecond
+
+// loop drives the test on this node: its inbox and its ticks feed the
+// follower (this node's share) and, when this node leads the test, the
+// coordinator. It alone touches them.
+func (t *loadTest) loop() {
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case ev := <-t.inbox:
+			t.handle(time.Now(), ev)
+		case now := <-tick.C:
+			if over := t.tick(now); over {
+				t.retire()
+				return
+			}
+		}
+	}
+}
+
+// fleetView is the fleet as this test sees it at one moment.
+type fleetView struct {
+	alive    map[string]scheduler.Member // alive members, by peer id
+	accepted map[string]scheduler.Member // alive members that accepted the test (capacity: what they have free)
+	declined map[string]string           // alive members that declined it, and why
+	waiting  int                         // alive members that have not answered
+	ranked   []string                    // accepted ids, best first; all alive ids when nobody accepted
+}
+
+func (t *loadTest) view(now time.Time) fleetView {
+	v := fleetView{alive: t.reg.view(), accepted: map[string]scheduler.Member{}, declined: map[string]string{}}
+	t.mu.Lock()
+	for id, m := range v.alive {
+		rd, ok := t.ready[id]
+		switch {
+		case !ok:
+			v.waiting++
+		case rd.Accept:
+			if rd.Free > 0 && rd.Free < m.Info.Capacity {
+				m.Info.Capacity = rd.Free
+			}
+			v.accepted[id] = m
+		default:
+			v.declined[id] = rd.Reason
+		}
+	}
+	t.mu.Unlock()
+	ids := make([]string, 0, len(v.accepted))
+	for id := range v.accepted {
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		for id := range v.alive {
+			ids = append(ids, id)
+		}
+	}
+	v.ranked = scheduler.RankFor(t.id, t.ann.Signer, ids)
+	return v
+}
+
+func (t *loadTest) followView(now time.Time, v fleetView) scheduler.FollowView {
+	return scheduler.FollowView{Ranked: v.ranked, Free: t.reg.free(t.id, now)}
+}
+
+// handle feeds one input to the follower and carries out what it asks.
+func (t *loadTest) handle(now time.Time, ev event) {
+	if ev.kind == scheduler.InStop && ev.failed && ev.from == t.reg.self {
+		// This node's own refusal (its announcement could not go out).
+		t.stop(ev.reason, true)
+		return
+	}
+	v := t.view(now)
+	acts := t.follower.Step(now, scheduler.Input{Kind: ev.kind, From: ev.from, Plan: ev.plan, Lease: ev.lease, Reason: ev.reason, View: t.followView(now, v)})
+	t.apply(now, acts, ev)
+	t.sync(now)
+}
+
+// tick advances the test; it reports whether the test is over here.
+func (t *loadTest) tick(now time.Time) (over bool) {
+	t.mu.Lock()
+	ended := t.endedLocked()
+	t.mu.Unlock()
+	if ended {
+		return true
+	}
+	v := t.view(now)
+	t.apply(now, t.follower.Step(now, scheduler.Input{Kind: scheduler.InTick, View: t.followView(now, v)}), event{})
+	t.lead(now, v)
+	t.sync(now)
+	t.remindReady(now)
+	t.mu.Lock()
+	over = t.overLocked(now, v.alive)
+	t.mu.Unlock()
+	if over {
+		t.finish(now)
+	}
+	return over
+}
+
+// apply carries out the follower's actions, in order.
+func (t *loadTest) apply(now time.Time, acts []scheduler.Action, cause event) {
+	for _, a := range acts {
+		switch a.Kind {
+		case scheduler.ActStart:
+			t.startRun(a)
+		case scheduler.ActUpdate:
+			t.ctl.Update(a.Profile)
+		case scheduler.ActPause:
+			t.ctl.Update(a.Profile)
+			t.log.Warn("lease expired: this node's share is paused until a lease comes")
+		case scheduler.ActResume:
+			t.ctl.Update(a.Profile)
+			t.log.Info("lease back: this node's share resumes")
+		case scheduler.ActDeadline:
+			if t.ctl != nil {
+				t.ctl.SetDeadline(a.Deadline)
+			}
+		case scheduler.ActRelease:
+			if t.ctl != nil {
+				t.ctl.Hold(false)
+			}
+		case scheduler.ActGiveUp:
+			t.giveUp(a.Reason)
+		case scheduler.ActStop:
+			t.stop(a.Reason, cause.failed)
+		case scheduler.ActFetch:
+			t.reg.wg.Add(1)
+			go func() {
+				defer t.reg.wg.Done()
+				t.fetchPlan(a.From)
+			}()
+		case scheduler.ActRefused:
+			t.logRefusal(a.From, a.Reason)
+		case scheduler.ActNote:
+			t.log.Info(a.Reason)
+		}
+	}
+	t.committed.Store(math.Float64bits(t.follower.Committed(now)))
+}
+
+// sync copies what readers need from the state machines.
+func (t *loadTest) sync(now time.Time) {
+	p := t.follower.Plan()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p != nil && p != t.plan {
+		t.plan = p
+		if t.state == StatePending {
+			t.state = StateRunning
+		}
+		for _, s := range p.Shares {
+			ns := t.node(s.Node)
+			if s.Region != "" {
+				ns.Region = s.Region
+			}
+			t.sharers[s.Node] = true
+		}
+	}
+	t.leader = t.follower.Leader()
+	t.paused = t.follower.Paused()
+	t.gaveUp = t.follower.GaveUp()
+}
+
+// lead drives this node's scheduling of the test. A node takes the lead
+// when the test has no plan yet and it ranks first, or when the scheduler
+// followed is gone (not in the view, or silent for a lease) and it ranks
+// first among the rest, and then only while it sees a majority of the
+// test's nodes. It steps down as soon as its follower follows somebody
+// else. After a freeze it first reads what came meanwhile: another node may
+// have taken over.
+func (t *loadTest) lead(now time.Time, v fleetView) {
+	self := t.reg.self
+	if !t.lastTick.IsZero() && now.Sub(t.lastTick) > 10*tickEvery {
+		t.quietUntil = now.Add(t.reg.cfg.LeaseEvery)
+		t.log.Warn("this node was frozen: reading what came meanwhile before it schedules again", "gap", now.Sub(t.lastTick).Round(time.Millisecond).String())
+	}
+	t.lastTick = now
+	if now.Before(t.quietUntil) {
+		return
+	}
+	leader := t.follower.Leader()
+	if t.coord != nil && leader != self {
+		t.log.Info("another node leads the test now: stepping down", "leader", leader)
+		t.coord = nil
+	}
+	if t.coord == nil {
+		t.takeLead(now, v, leader)
+		return
+	}
+	t.mu.Lock()
+	stopped := map[string]string{}
+	for id, ns := range t.nodes {
+		if ns.Stopped != "" {
+			stopped[id] = ns.Stopped
+		}
+	}
+	behind := t.behindLocked(now)
+	t.mu.Unlock()
+	out := t.coord.Tick(now, scheduler.View{Alive: v.accepted, Stopped: stopped, Behind: behind})
+	if out.Note != "" {
+		t.log.Info(out.Note)
+	}
+	if out.Plan != nil {
+		t.announce(now, v, out.Plan)
+	}
+	if out.Lease != nil {
+		l := *out.Lease
+		l.Sent = l.Sent.Round(0) // as it travels: no monotonic reading
+		t.handle(now, event{kind: scheduler.InLease, from: self, lease: &l})
+		t.publish(TypeLease, &l)
+	}
+}
+
+// takeLead makes this node the test's scheduler if it should be.
+func (t *loadTest) takeLead(now time.Time, v fleetView, leader string) {
+	self := t.reg.self
+	plan := t.follower.Plan()
+	switch {
+	case plan == nil:
+		first := len(v.ranked) > 0 && v.ranked[0] == self
+		// If the first in rank never plans (it froze, or lies), the second
+		// does after a while; followers accept a first plan from any member
+		// that accepted the test after FirstPlanWait.
+		second := len(v.ranked) > 1 && v.ranked[1] == self && now.Sub(t.admitted) > t.reg.fcfg.FirstPlanWait+2*time.Second
+		if !first && !second {
+			return
+		}
+		if v.waiting > 0 && now.Sub(t.admitted) < readyWait {
+			return // give every node a moment to accept or decline
+		}
+	default:
+		silent := t.follower.SilentFor(now) > t.reg.fcfg.LeaseTTL
+		_, alive := v.accepted[leader]
+		if alive && !silent {
+			return
+		}
+		rest := slices.DeleteFunc(slices.Clone(v.ranked), func(id string) bool { return id == leader })
+		if len(rest) == 0 || rest[0] != self {
+			return
+		}
+		if !scheduler.Majority(plan, v.accepted) {
+			if !t.noMajority {
+				t.log.Warn("the test's scheduler is gone, but this node sees no majority of the test's nodes: it does not take over")
+			}
+			t.noMajority = true
+			return
+		}
+		t.noMajority = false
+	}
+	c, err := scheduler.NewCoordinator(t.reg.cfg, self, scheduler.Test{ID: t.id, Profile: t.sc.Profile, Distribution: t.sc.Distribution, Seed: t.body.Seed})
+	if err != nil {
+		t.fail(err.Error())
+		return
+	}
+	var p *scheduler.Plan
+	if plan == nil {
+		p, err = c.Begin(now, scheduler.View{Alive: v.accepted})
+		if err != nil {
+			if len(v.declined) > 0 {
+				err = fmt.Errorf("%w; declined: %s", err, joinReasons(v.declined))
+			}
+			t.fail(err.Error())
+			return
+		}
+		for id, why := range v.declined {
+			p.Excluded[id] = "declined: " + why
+		}
+		t.log.Info("scheduling the test", "nodes", len(p.Shares), "start", p.Start.Format(time.RFC3339Nano))
+	} else {
+		p = c.Resume(now, plan)
+		t.log.Info("took over as the test's scheduler", "epoch", p.Epoch, "from", leader)
+	}
+	t.coord = c
+	t.announce(now, v, p)
+}
+
+// announce follows this node's own plan at once (before it comes back over
+// gossip) and publishes it.
+func (t *loadTest) announce(now time.Time, v fleetView, p *scheduler.Plan) {
+	w, err := onWire(p)
+	if err != nil {
+		t.log.Warn("cannot encode the plan", "error", err)
+		return
+	}
+	t.handle(now, event{kind: scheduler.InPlan, from: t.reg.self, plan: w})
+	t.publish(TypePlan, w)
+}
+
+// remindReady publishes this node's readiness again every few seconds while
+// it accepted the test but has no share and the plan does not say why: an
+// answer lost, or given after the split (a node that joined late), reaches
+// the scheduler that way.
+func (t *loadTest) remindReady(now time.Time) {
+	if t.declined != "" || now.Sub(t.lastReady) < 3*time.Second || now.Sub(t.admitted) < readyWait {
+		return
+	}
+	p := t.follower.Plan()
+	if p == nil || now.After(p.Start.Add(t.sc.Profile.Duration())) {
+		return
+	}
+	if _, mine := p.Share(t.reg.self); mine || t.follower.GaveUp() != "" {
+		return
+	}
+	if _, excluded := p.Excluded[t.reg.self]; excluded {
+		return
+	}
+	t.lastReady = now
+	t.publishReady()
+}
+
+// overLocked: every node with a share is done or gone, or the test is well
+// past its end.
+func (t *loadTest) overLocked(now time.Time, alive map[string]scheduler.Member) bool {
+	if t.plan == nil {
+		return false
+	}
+	end := t.plan.Start.Add(t.sc.Profile.Duration())
+	if now.Before(end) {
+		return false
+	}
+	for id := range t.sharers {
+		ns := t.node(id)
+		if _, ok := alive[id]; ok && !ns.Done {
+			// A slow drain is bounded by the flow's timeouts.
+			grace := t.sc.Timeout*time.Duration(len(t.sc.Steps)) + 5*time.Second
+			return now.After(end.Add(grace))
+		}
+	}
+	return true
+}
+
+// fetchPlan asks a scheduler for its current plan (a lease named an epoch
+// this node has not seen) and hands the answer to the loop.
+func (t *loadTest) fetchPlan(from string) {
+	fail := func(err error) {
+		t.log.Warn("plan fetch failed", "from", from, "error", err)
+		t.post(event{kind: scheduler.InFetchFailed, from: from})
+	}
+	req, err := swarm.NewEnvelope(TypePlanFetch, wireVersion, t.id, PlanFetch{TestID: t.id})
+	if err != nil {
+		fail(err)
+		return
+	}
+	resp, err := t.reg.n.sw.Request(t.ctx, from, planProtocol, req)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var p scheduler.Plan
+	if err := resp.DecodeBody(&p); err != nil {
+		fail(err)
+		return
+	}
+	t.post(event{kind: scheduler.InPlan, from: from, plan: &p})
+}

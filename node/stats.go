@@ -1,0 +1,211 @@
+package node
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/loadswarm/loadswarm/scheduler"
+	"github.com/loadswarm/loadswarm/storage"
+)
+
+// onStats takes another node's stats for a test (from the reader
+// goroutine): live progress, and a replica when this node is one of the
+// two that keep the sender's seconds.
+func (t *loadTest) onStats(from string, s *Stats) {
+	t.mu.Lock()
+	shared := t.sharers[from]
+	t.mu.Unlock()
+	if !shared {
+		// Only nodes with a share report results: anything else would be
+		// counted into the test's numbers.
+		t.logRefusal(from, "stats from a node without a share in this test")
+		return
+	}
+	if len(s.Name) > 256 || len(s.Region) > 256 || len(s.Stopped) > 4096 {
+		t.logRefusal(from, "stats with an oversized field")
+		return
+	}
+	var sec *storage.Second
+	if len(s.Second) > 0 {
+		var err error
+		if sec, err = storage.DecodeSecond(s.Second); err != nil {
+			t.logRefusal(from, "bad stats second: "+err.Error())
+			return
+		}
+		if last := t.lastSecond(); sec.T < 0 || sec.T > last {
+			t.logRefusal(from, fmt.Sprintf("stats for second %d, outside the test's 0..%d", sec.T, last))
+			return
+		}
+	}
+	t.mu.Lock()
+	t.record(from, s, sec)
+	t.mu.Unlock()
+	for _, h := range replicaHolders(t.id, from, t.reg.view()) {
+		if h != t.reg.self {
+			continue
+		}
+		if sec != nil {
+			t.keep(from, sec.T, s.Second) // the bytes as received: encoded once, by their origin
+		}
+		if len(s.Samples) > 0 {
+			if err := t.reg.n.store.PutSamples(t.id, from, s.Samples); err != nil {
+				t.log.Warn("could not store samples", "origin", from, "error", err)
+			}
+		}
+	}
+}
+
+// lastSecond is the last second a node may report: the test's end plus
+// the time its slowest flow may take to drain.
+func (t *loadTest) lastSecond() int64 {
+	drain := t.sc.Timeout*time.Duration(len(t.sc.Steps)) + 10*time.Second
+	return int64((t.sc.Profile.Duration() + drain) / time.Second)
+}
+
+// record keeps a node's stats; the caller holds t.mu.
+func (t *loadTest) record(from string, s *Stats, sec *storage.Second) {
+	ns := t.node(from)
+	if s.Name != "" {
+		ns.Name = s.Name
+	}
+	if ns.Region == "" {
+		ns.Region = s.Region // the plan's region wins when it names one
+	}
+	if s.StartSkew != 0 {
+		ns.StartSkew = s.StartSkew
+	}
+	if s.Stopped != "" {
+		ns.Stopped = s.Stopped
+	}
+	if s.Done {
+		ns.Done = true
+	}
+	res, ok := t.results[from]
+	if !ok {
+		res = storage.NewSeries()
+		t.results[from] = res
+	}
+	for class, msgs := range s.Samples {
+		for _, m := range msgs {
+			res.AddSample(class, m)
+		}
+	}
+	if sec != nil {
+		if _, dup := res.Seconds[sec.T]; dup {
+			return // a second counts once
+		}
+		if err := res.Add(sec); err != nil {
+			t.log.Warn("stats not merged", "from", from, "error", err)
+			return
+		}
+		ns.LastT = max(ns.LastT, sec.T)
+	}
+}
+
+// keep stores a second of origin's results, as encoded by origin (this
+// node's own, or a replica).
+func (t *loadTest) keep(origin string, sec int64, b []byte) {
+	if err := t.reg.n.store.PutSecondBytes(t.id, origin, sec, b); err != nil {
+		t.log.Warn("could not store a second", "origin", origin, "t", sec, "error", err)
+	}
+}
+
+// replicaHolders are the nodes that keep replicas of origin's seconds: the
+// first two in the test's ranking of the alive members, origin aside (the
+// scheduler and the next in line).
+func replicaHolders(testID, origin string, alive map[string]scheduler.Member) []string {
+	ids := make([]string, 0, len(alive))
+	for id := range alive {
+		if id != origin {
+			ids = append(ids, id)
+		}
+	}
+	r := scheduler.Rank(testID, ids)
+	return r[:min(2, len(r))]
+}
+
+// behindWindow is how many seconds in a row a node must drop arrivals to
+// count as falling behind.
+const behindWindow = 3
+
+// behindLocked finds the nodes whose last behindWindow reported seconds
+// all dropped arrivals (their generator cannot keep up: CPU-bound, or
+// max_in_flight too small for the target's latency), with the arrival
+// rate they did achieve.
+func (t *loadTest) behindLocked(now time.Time) map[string]float64 {
+	if t.plan == nil {
+		return nil
+	}
+	recent := int64(now.Sub(t.plan.Start)/time.Second) - behindWindow - 2
+	var out map[string]float64
+	for id, res := range t.results {
+		ns := t.node(id)
+		if ns.Done || ns.Stopped != "" || ns.LastT < recent {
+			continue
+		}
+		var arrivals int64
+		behind := true
+		for s := ns.LastT - behindWindow + 1; s <= ns.LastT && behind; s++ {
+			sec, ok := res.Seconds[s]
+			if !ok {
+				behind = false
+				break
+			}
+			sum := storage.SummarizeSecond(sec)
+			behind = sum.Dropped > 0
+			arrivals += sum.Arrivals
+		}
+		if behind && ns.LastT >= behindWindow-1 {
+			if out == nil {
+				out = map[string]float64{}
+			}
+			out[id] = float64(arrivals) / behindWindow
+		}
+	}
+	return out
+}
+
+// mergedLocked returns the fleet-wide series: every node's results merged.
+func (t *loadTest) mergedLocked() (*storage.Series, error) {
+	out := storage.NewSeries()
+	ids := make([]string, 0, len(t.results))
+	for id := range t.results {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := out.Merge(t.results[id]); err != nil {
+			return nil, fmt.Errorf("merge results of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// recordLocked is the test as the store keeps it.
+func (t *loadTest) recordLocked() storage.TestRecord {
+	rec := storage.TestRecord{ID: t.id, Name: t.sc.Name, Spec: t.body.Spec, Target: t.body.Target,
+		Submitter: t.body.Name, State: t.state, Created: t.body.Created, Ended: t.ended, Reason: t.reason}
+	if t.plan != nil {
+		rec.Started = t.plan.Start
+		rec.Epoch = t.plan.Epoch
+		if b, err := encodePlan(t.plan); err == nil && len(b) <= storage.MaxPlanBytes {
+			rec.Plan = b
+		}
+	}
+	for id := range t.sharers {
+		rec.Nodes = append(rec.Nodes, id)
+	}
+	sort.Strings(rec.Nodes)
+	return rec
+}
+
+// save writes the test's record; call it without t.mu held.
+func (t *loadTest) save() {
+	t.mu.Lock()
+	rec := t.recordLocked()
+	t.mu.Unlock()
+	if err := t.reg.n.store.PutTest(rec); err != nil {
+		t.log.Warn("could not store the test record", "error", err)
+	}
+}
