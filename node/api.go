@@ -83,7 +83,9 @@ func (n *Node) SetIsolated(on bool) {
 		go func() {
 			if _, err := n.sw.Join(n.cfg.Seeds); err != nil {
 				n.log.Warn("rejoin after isolation failed; retrying in the background", "error", err)
+				return
 			}
+			n.reg.catchUp(n.reg.ctx)
 		}()
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/storage"
 )
 
@@ -77,16 +77,13 @@ type TestStatus struct {
 	Report          *FleetReport `json:"report,omitempty"` // once the test is over
 }
 
-// FleetReport is a test's merged report with the fleet's view of it.
+// FleetReport is a test's merged report with the fleet's view of it: the
+// same report as `swarm results` gives for the same data (report.Build),
+// with every node's part.
 type FleetReport struct {
-	scenarios.Report
-	ID          string      `json:"id"`
+	report.Report
 	Nodes       []NodeState `json:"nodes"`
 	StartSkewMs float64     `json:"start_skew_ms"` // the largest start skew of any node
-	// ByRegion and ByNode are the same numbers per region and per node
-	// (by name), each from the exact merge of its nodes' histograms.
-	ByRegion map[string]storage.Summary `json:"by_region"`
-	ByNode   map[string]storage.Summary `json:"by_node"`
 }
 
 func (n *Node) testRoutes() {
@@ -375,58 +372,41 @@ func (t *loadTest) nameOfLocked(id string) string {
 }
 
 func (t *loadTest) reportLocked() (*FleetReport, error) {
-	merged, err := t.mergedLocked()
+	dur := int64(math.Ceil(t.sc.Profile.Duration().Seconds()))
+	in := report.Input{ID: t.id, Scenario: t.sc, To: -1, Resolution: max(1, (dur+119)/120),
+		ByRegion: true, ByNode: true, Interrupted: t.state == StateStopped}
+	if t.state == StateFailed {
+		in.Failed = t.reason
+	}
+	x := t.extraLocked()
+	for id, res := range t.results {
+		total, points, err := report.Fold(res, in.Resolution)
+		if err != nil {
+			return nil, fmt.Errorf("results of %s: %w", t.nameOfLocked(id), err)
+		}
+		p := report.Part{Node: id, Name: t.nameOfLocked(id), Region: x.Regions[id], Total: total, Points: points,
+			Samples: res.Samples, Last: -1, Until: -1}
+		for s := range res.Seconds {
+			p.Last = max(p.Last, s)
+		}
+		if sp, ok := x.Spans[id]; ok && !x.Done[id] {
+			p.Until = sp[1]
+		}
+		in.Parts = append(in.Parts, p)
+	}
+	for id := range t.sharers {
+		if ns := t.node(id); ns.Stopped != "" {
+			in.Notes = append(in.Notes, fmt.Sprintf("%s stopped its share early: %s", t.nameOfLocked(id), ns.Stopped))
+		}
+	}
+	sort.Strings(in.Notes)
+	rep, err := report.Build(in)
 	if err != nil {
 		return nil, err
 	}
-	rep := &FleetReport{Report: scenarios.BuildReport(t.sc, merged), ID: t.id, Nodes: t.nodeStatesLocked()}
-	// The target is the test's, not the sum of what the nodes that answered
-	// planned: a node lost mid-test planned nothing more, and its missing
-	// share must show as a shortfall.
-	if d := t.sc.Profile.Duration().Seconds(); d > 0 {
-		rep.Planned = int64(math.Round(t.sc.Profile.Total()))
-		rep.Rate.Target = t.sc.Profile.Total() / d
-		rep.Rate.Achieved = float64(rep.Arrivals) / d
-		rep.Rate.Requests = float64(rep.Requests) / d
-		rep.DurationSec = d
+	out := &FleetReport{Report: *rep, Nodes: t.nodeStatesLocked()}
+	for _, ns := range out.Nodes {
+		out.StartSkewMs = max(out.StartSkewMs, ns.StartSkewMs)
 	}
-	for _, ns := range rep.Nodes {
-		rep.StartSkewMs = max(rep.StartSkewMs, ns.StartSkewMs)
-	}
-	rep.ByRegion, rep.ByNode = map[string]storage.Summary{}, map[string]storage.Summary{}
-	regions := map[string]*storage.Series{}
-	for id, res := range t.results {
-		rep.ByNode[t.nameOfLocked(id)] = storage.Summarize(res, nil)
-		region := t.node(id).Region
-		if region == "" {
-			region = "(none)"
-		}
-		if regions[region] == nil {
-			regions[region] = storage.NewSeries()
-		}
-		if err := regions[region].Merge(res); err != nil {
-			return nil, fmt.Errorf("merge region %s: %w", region, err)
-		}
-	}
-	for region, s := range regions {
-		rep.ByRegion[region] = storage.Summarize(s, nil)
-	}
-	// Thresholds on the fleet-wide numbers as reported (the test's target),
-	// with the regions for rules like regions["ap-south"].p95 < 300.
-	var pass bool
-	rep.Thresholds, pass = t.sc.Evaluate(scenarios.ThresholdEnvWith(rep.Summary, rep.ByStep, rep.ByRegion))
-	if rep.Thresholds == nil {
-		rep.Thresholds = []scenarios.ThresholdResult{}
-	}
-	rep.Status = scenarios.StatusPassed
-	if !pass {
-		rep.Status = scenarios.StatusFailed
-	}
-	switch t.state {
-	case StateStopped:
-		rep.Interrupted = true
-	case StateFailed:
-		rep.Status = scenarios.StatusFailed
-	}
-	return rep, nil
+	return out, nil
 }

@@ -64,6 +64,7 @@ type loadTest struct {
 	plan      *scheduler.Plan
 	leader    string
 	sharers   map[string]bool
+	spans     map[string][2]int64 // each node's seconds with a share (first, last), across the plans followed
 	paused    bool
 	gaveUp    string
 	ready     map[string]Ready           // each node's answer to the announcement, by peer id
@@ -109,7 +110,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 		reg: r, id: id, ann: a, body: body, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		log: r.n.log.With("test", id), admitted: time.Now(), inbox: make(chan event, 256),
 		follower: f, logged: map[string]time.Time{},
-		state: StatePending, declined: declined, sharers: map[string]bool{}, ready: map[string]Ready{},
+		state: StatePending, declined: declined, sharers: map[string]bool{}, spans: map[string][2]int64{}, ready: map[string]Ready{},
 		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{},
 	}, nil
 }
@@ -211,6 +212,8 @@ func (t *loadTest) setReady(from string, rd Ready) {
 	t.mu.Unlock()
 }
 
+// publishReady tells the fleet whether this node takes part. Called from
+// admit and then from the loop only.
 func (t *loadTest) publishReady() {
 	rd := Ready{ID: t.id, Accept: t.declined == "", Reason: t.declined, Name: t.reg.n.cfg.Name}
 	if rd.Accept {

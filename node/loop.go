@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -161,6 +162,7 @@ func (t *loadTest) sync(now time.Time) {
 	defer t.mu.Unlock()
 	if p != nil && p != t.plan {
 		t.plan = p
+		t.trackSpansLocked(p)
 		if t.state == StatePending {
 			t.state = StateRunning
 		}
@@ -302,16 +304,29 @@ func (t *loadTest) announce(now time.Time, v fleetView, p *scheduler.Plan) {
 	t.publish(TypePlan, w)
 }
 
-// remindReady publishes this node's readiness again every few seconds while
-// it accepted the test but has no share and the plan does not say why: an
-// answer lost, or given after the split (a node that joined late), reaches
-// the scheduler that way.
+// remindReady publishes this node's answer to the test again while it
+// matters: every half second until there is a plan (an answer published
+// before the fleet topic's mesh reached every node is lost; so is an
+// announcement, which its submitter publishes again too), then every few
+// seconds while it accepted the test but has no share and the plan does
+// not say why (an answer given after the split: a node that joined late).
 func (t *loadTest) remindReady(now time.Time) {
-	if t.declined != "" || now.Sub(t.lastReady) < 3*time.Second || now.Sub(t.admitted) < readyWait {
+	p := t.follower.Plan()
+	if p == nil {
+		if now.Sub(t.lastReady) >= 500*time.Millisecond {
+			t.lastReady = now
+			if t.ann.Signer == t.reg.self {
+				ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
+				if err := swarm.Publish(ctx, t.reg.fleet, TypeTestAnnounce, wireVersion, t.id, t.ann); err != nil && t.ctx.Err() == nil {
+					t.log.Warn("could not announce the test again", "error", err)
+				}
+				cancel()
+			}
+			t.publishReady()
+		}
 		return
 	}
-	p := t.follower.Plan()
-	if p == nil || now.After(p.Start.Add(t.sc.Profile.Duration())) {
+	if t.declined != "" || now.Sub(t.lastReady) < 3*time.Second || now.After(p.Start.Add(t.sc.Profile.Duration())) {
 		return
 	}
 	if _, mine := p.Share(t.reg.self); mine || t.follower.GaveUp() != "" {

@@ -56,6 +56,7 @@ type Node struct {
 	wg       sync.WaitGroup
 	closeMu  sync.Mutex
 	closed   bool
+	fatal    chan error // a reason the node cannot go on (its name is taken)
 	reg      *registry
 	store    *storage.Store
 	targets  *scenarios.TargetPolicy // where tests may send requests from this node
@@ -69,7 +70,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux()}
+	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux(), fatal: make(chan error, 1)}
 	n.reg = newRegistry(n)
 	n.routes()
 	return n, nil
@@ -179,6 +180,21 @@ func (n *Node) Start(ctx context.Context) error {
 	if len(cfg.Seeds) == 0 {
 		n.log.Info("no seeds: this node starts a new fleet; others join it with `swarm join " + sw.GossipAddr() + "`")
 	} else {
+		// The first join is tried at once so that a taken name stops the
+		// start; seeds that are not up yet are retried in the background.
+		if _, err := sw.Join(cfg.Seeds); errors.Is(err, swarm.ErrNameTaken) {
+			cancel()
+			n.reg.close()
+			n.srv.Close()
+			sw.Close()
+			store.Close()
+			n.closeMu.Lock()
+			n.closed = true
+			n.closeMu.Unlock()
+			return err
+		} else if err == nil {
+			n.afterJoin(jctx)
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -221,16 +237,27 @@ func (n *Node) swarmConfig(id swarm.Identity, key swarm.FleetKey) (swarm.Config,
 }
 
 // joinLoop joins the seeds, retrying with backoff while the node is alone
-// (seeds not up yet, a partition healed, the whole fleet restarted).
+// (seeds not up yet, a partition healed, the whole fleet restarted). A
+// taken name ends it: the node cannot be a member under it.
 func (n *Node) joinLoop(ctx context.Context) {
 	backoff := time.Second
 	for {
 		if n.sw.NumAlive() <= 1 {
-			if _, err := n.sw.Join(n.cfg.Seeds); err != nil {
+			_, err := n.sw.Join(n.cfg.Seeds)
+			switch {
+			case errors.Is(err, swarm.ErrNameTaken):
+				n.log.Error("cannot join the fleet", "error", err)
+				select {
+				case n.fatal <- err:
+				default:
+				}
+				return
+			case err != nil:
 				n.log.Warn("join failed; retrying", "error", err, "retry_in", backoff.String())
 				backoff = min(2*backoff, 30*time.Second)
-			} else {
+			default:
 				backoff = time.Second
+				n.afterJoin(ctx)
 			}
 		}
 		select {
@@ -240,6 +267,21 @@ func (n *Node) joinLoop(ctx context.Context) {
 		}
 	}
 }
+
+// afterJoin asks members for the tests that run now, in the background:
+// a node that joins (or comes back) mid-test takes a share at the next
+// split.
+func (n *Node) afterJoin(ctx context.Context) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.reg.catchUp(ctx)
+	}()
+}
+
+// Fatal delivers the reason the node cannot go on (its name is taken by a
+// live member); the process should stop.
+func (n *Node) Fatal() <-chan error { return n.fatal }
 
 func (n *Node) writeAddrs() error {
 	a := Addrs{

@@ -44,10 +44,11 @@ type registry struct {
 	cfg   scheduler.CoordinatorConfig
 	fcfg  scheduler.FollowerConfig
 
-	mu    sync.Mutex
-	byID  map[string]*loadTest
-	order []string   // ids, oldest first
-	early earlyReady // readiness for tests not known here yet
+	mu       sync.Mutex
+	byID     map[string]*loadTest
+	order    []string                       // ids, oldest first
+	early    earlyReady                     // readiness for tests not known here yet
+	compiled map[string]*scenarios.Scenario // stored tests' scenarios, compiled once (a few)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,7 +59,8 @@ func newRegistry(n *Node) *registry {
 	fc := scheduler.DefaultFollowerConfig()
 	cc := n.cfg.coordinatorConfig()
 	fc.LeaseTTL = cc.LeaseTTL
-	return &registry{n: n, cfg: cc, fcfg: fc, byID: map[string]*loadTest{}, early: newEarlyReady(8, 1024)}
+	return &registry{n: n, cfg: cc, fcfg: fc, byID: map[string]*loadTest{}, early: newEarlyReady(8, 1024),
+		compiled: map[string]*scenarios.Scenario{}}
 }
 
 func (r *registry) start(ctx context.Context) error {
@@ -511,39 +513,69 @@ func joinReasons(m map[string]string) string {
 
 var errClosing = errors.New("node closing")
 
-// namesAndRegions maps a test's node ids to their names and regions: from
-// the test in memory, else from the plan its record keeps (each share names
-// its region, as the scheduler saw it), else from membership.
-func (r *registry) namesAndRegions(id string, rec storage.TestRecord) (names, regions map[string]string) {
-	names, regions = map[string]string{}, map[string]string{}
+// scenarioOf is a stored test's compiled scenario: the one in memory when
+// the test is, else compiled from its record once and kept (a few).
+func (r *registry) scenarioOf(rec storage.TestRecord) (*scenarios.Scenario, error) {
+	if t := r.get(rec.ID); t != nil {
+		return t.sc, nil
+	}
+	r.mu.Lock()
+	sc, ok := r.compiled[rec.ID]
+	r.mu.Unlock()
+	if ok {
+		return sc, nil
+	}
+	sc, err := compileSpec(rec.Spec, rec.Target)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if len(r.compiled) >= 64 {
+		clear(r.compiled)
+	}
+	r.compiled[rec.ID] = sc
+	r.mu.Unlock()
+	return sc, nil
+}
+
+// recordExtraOf is what this node knows of a test's nodes: from the test in
+// memory, else from its record (what its plans said), with membership
+// filling in what neither knows.
+func (r *registry) recordExtraOf(id string, rec storage.TestRecord) recordExtra {
+	var x recordExtra
+	if t := r.get(id); t != nil && !t.retired() {
+		t.mu.Lock()
+		x = t.extraLocked()
+		t.mu.Unlock()
+	} else if len(rec.Extra) > 0 {
+		if err := (swarm.Envelope{Type: TypeStats, Body: rec.Extra}).DecodeBody(&x); err != nil {
+			r.n.log.Warn("test record: unreadable extra", "test", id, "error", err)
+		}
+	}
+	if x.Names == nil {
+		x.Names = map[string]string{}
+	}
+	if x.Regions == nil {
+		x.Regions = map[string]string{}
+	}
 	if len(rec.Plan) > 0 {
 		if p, err := decodePlan(rec.Plan); err == nil {
 			for _, s := range p.Shares {
-				regions[s.Node] = s.Region
+				if x.Regions[s.Node] == "" {
+					x.Regions[s.Node] = s.Region
+				}
 			}
 		}
-	}
-	if t := r.get(id); t != nil {
-		t.mu.Lock()
-		for nid, ns := range t.nodes {
-			names[nid] = t.nameOfLocked(nid)
-			if ns.Region != "" {
-				regions[nid] = ns.Region
-			}
-		}
-		t.mu.Unlock()
 	}
 	for _, nid := range rec.Nodes {
-		if names[nid] == "" {
-			if m, ok := r.n.sw.Member(nid); ok {
-				names[nid] = m.Name
+		if m, ok := r.n.sw.Member(nid); ok {
+			if x.Names[nid] == "" {
+				x.Names[nid] = m.Name
 			}
-		}
-		if regions[nid] == "" {
-			if m, ok := r.n.sw.Member(nid); ok {
-				regions[nid] = m.Meta.Region
+			if x.Regions[nid] == "" {
+				x.Regions[nid] = m.Meta.Region
 			}
 		}
 	}
-	return names, regions
+	return x
 }

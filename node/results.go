@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm"
 )
@@ -50,8 +50,8 @@ func (q Query) Validate() error {
 }
 
 // QueryPart is one origin node's results as a node holds them, merged down
-// before they travel: Total is every second in range merged (all
-// dimensions kept: exact summaries by step, region, node), Series holds
+// before they travel (report.Fold): Total is every second in range merged
+// (all dimensions kept: exact summaries by step, region, node), Series holds
 // one bucket per Resolution seconds with the dimensions folded (exact
 // per-point percentiles).
 type QueryPart struct {
@@ -61,6 +61,7 @@ type QueryPart struct {
 	Series  []byte              `cbor:"4,keyasint,omitempty"` // storage.EncodeSeries
 	Seconds int64               `cbor:"5,keyasint"`           // seconds it holds in range
 	Samples map[string][]string `cbor:"6,keyasint,omitempty"`
+	Last    int64               `cbor:"7,keyasint,omitempty"` // the last second it holds in range (-1: none)
 }
 
 // QueryAnswer is the body of TypeQueryResult.
@@ -90,11 +91,14 @@ func (n *Node) answerQuery(q Query) (*QueryAnswer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("origin %s: %w", o, err)
 		}
-		total, coarse, err := pushDown(s, q.Resolution)
+		total, coarse, err := report.Fold(s, q.Resolution)
 		if err != nil {
 			return nil, fmt.Errorf("origin %s: %w", o, err)
 		}
-		part := QueryPart{Origin: o, Own: o == n.sw.PeerID(), Seconds: int64(len(s.Seconds)), Samples: s.Samples}
+		part := QueryPart{Origin: o, Own: o == n.sw.PeerID(), Seconds: int64(len(s.Seconds)), Samples: s.Samples, Last: -1}
+		for t := range s.Seconds {
+			part.Last = max(part.Last, t)
+		}
 		if part.Total, err = storage.EncodeSecond(total); err != nil {
 			return nil, err
 		}
@@ -104,37 +108,6 @@ func (n *Node) answerQuery(q Query) (*QueryAnswer, error) {
 		out.Parts = append(out.Parts, part)
 	}
 	return out, nil
-}
-
-// pushDown folds a series into its total (one Second, T 0, dimensions kept)
-// and a coarse series (a bucket per res seconds, T its first second,
-// dimensions folded into one).
-func pushDown(s *storage.Series, res int64) (*storage.Second, *storage.Series, error) {
-	total := storage.NewSecond(0)
-	coarse := storage.NewSeries()
-	ts := make([]int64, 0, len(s.Seconds))
-	for t := range s.Seconds {
-		ts = append(ts, t)
-	}
-	sort.Slice(ts, func(a, b int) bool { return ts[a] < ts[b] })
-	for _, t := range ts {
-		sec := s.Seconds[t]
-		at0 := &storage.Second{T: 0, Buckets: sec.Buckets}
-		if err := total.Merge(at0); err != nil {
-			return nil, nil, err
-		}
-		folded := storage.NewSecond(t / res * res)
-		for _, b := range sec.Buckets {
-			one := &storage.Second{T: folded.T, Buckets: map[storage.Dim]*storage.Bucket{{}: {Counters: b.Counters, Latency: b.Latency}}}
-			if err := folded.Merge(one); err != nil {
-				return nil, nil, err
-			}
-		}
-		if err := coarse.Add(folded); err != nil {
-			return nil, nil, err
-		}
-	}
-	return total, coarse, nil
 }
 
 func (n *Node) handleQueryStream(ctx context.Context, from string, req swarm.Envelope) (swarm.Envelope, error) {
@@ -153,45 +126,18 @@ func (n *Node) handleQueryStream(ctx context.Context, from string, req swarm.Env
 }
 
 // Results is the answer of GET /v1/tests/{id}/results: the exact merge of
-// every node's results, wherever they are kept.
+// every node's results, wherever they are kept, as one report.
 type Results struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Target string `json:"target"`
-	Status string `json:"status"`
-	storage.Summary
-	ByRegion   map[string]storage.Summary  `json:"by_region,omitempty"`
-	ByNode     map[string]storage.Summary  `json:"by_node,omitempty"`
-	ByStep     map[string]storage.Summary  `json:"by_step,omitempty"`
-	Series     []SeriesPoint               `json:"series"`
-	Thresholds []scenarios.ThresholdResult `json:"thresholds"`
-	Samples    map[string][]string         `json:"error_samples,omitempty"`
-	// MissingNodes took part but neither they nor a replica answered: their
-	// results are not in the numbers.
-	MissingNodes []string `json:"missing_nodes"`
-	// FromReplicas are nodes whose results came from a replica because they
-	// did not answer themselves.
-	FromReplicas []string `json:"from_replicas"`
-	Answered     int      `json:"answered"` // nodes that answered the query
-	BytesMoved   int64    `json:"bytes_moved"`
-	From         int64    `json:"from"`
-	To           int64    `json:"to"` // -1: to the end, the responses after the last arrival included
-	Resolution   int64    `json:"resolution_s"`
-}
-
-// SeriesPoint is one point of a merged per-second (or coarser) series.
-type SeriesPoint struct {
-	T        int64   `json:"t"`
-	Target   float64 `json:"target"`   // planned arrivals per second
-	Achieved float64 `json:"achieved"` // started arrivals per second
-	P50      float64 `json:"p50_ms"`
-	P99      float64 `json:"p99_ms"`
-	Errors   int64   `json:"errors"`
+	report.Report
+	Answered   int   `json:"answered"` // nodes that answered the query
+	BytesMoved int64 `json:"bytes_moved"`
 }
 
 // results runs a query over the fleet: every alive node is asked in
 // parallel, with a deadline, for what it holds; an origin's own answer wins
-// over replicas, and each origin counts once.
+// over replicas, and each origin counts once. Names, regions and each
+// node's share come from the test's record (what the plans said), not from
+// whoever is a member now.
 func (n *Node) results(ctx context.Context, testID string, from, to int64, by map[string]bool) (*Results, error) {
 	rec, ok, err := n.store.Test(testID)
 	if err != nil {
@@ -200,13 +146,10 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	if !ok {
 		return nil, fmt.Errorf("test %q: not known to this node", testID)
 	}
-	sc, err := compileSpec(rec.Spec, rec.Target)
+	sc, err := n.reg.scenarioOf(rec)
 	if err != nil {
 		return nil, fmt.Errorf("test %q: its stored spec: %w", testID, err)
 	}
-	// Rates are over the seconds with planned arrivals; the query reaches
-	// past them when to is open (-1), to take in the responses that came
-	// after the last arrival.
 	dur := int64(math.Ceil(sc.Profile.Duration().Seconds()))
 	last := to
 	if last < 0 || last >= dur {
@@ -217,8 +160,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	}
 	q := Query{TestID: testID, From: from, To: to, Resolution: max(1, (last-from+1+119)/120)}
 
-	res := &Results{ID: testID, Name: sc.Name, Target: sc.Target.String(), From: from, To: to, Resolution: q.Resolution,
-		MissingNodes: []string{}, FromReplicas: []string{}}
+	res := &Results{}
 	chosen := map[string]QueryPart{}
 	answered := map[string]bool{}
 	// First every node's own results, then replicas of whoever is missing.
@@ -237,17 +179,9 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		n.ask(ctx, rq, res, chosen, answered)
 	}
 	res.Answered = len(answered)
-	// Who took part: the test record's nodes and whatever answered.
-	took := map[string]bool{}
-	for _, id := range rec.Nodes {
-		took[id] = true
-	}
-	for id := range chosen {
-		took[id] = true
-	}
-	names, regions := n.reg.namesAndRegions(testID, rec)
+	x := n.reg.recordExtraOf(testID, rec)
 	name := func(id string) string {
-		if v := names[id]; v != "" {
+		if v := x.Names[id]; v != "" {
 			return v
 		}
 		if m, ok := n.sw.Member(id); ok {
@@ -255,23 +189,11 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		}
 		return id
 	}
-	for id := range took {
-		p, ok := chosen[id]
-		switch {
-		case !ok:
-			res.MissingNodes = append(res.MissingNodes, name(id))
-		case !p.Own:
-			res.FromReplicas = append(res.FromReplicas, name(id))
-		}
+	in := report.Input{ID: testID, Scenario: sc, From: from, To: to, Resolution: q.Resolution,
+		ByRegion: by["region"], ByNode: by["node"], Interrupted: rec.State == StateStopped}
+	if rec.State == StateFailed {
+		in.Failed = rec.Reason
 	}
-	sort.Strings(res.MissingNodes)
-	sort.Strings(res.FromReplicas)
-
-	// Merge.
-	total := storage.NewSeries()
-	coarse := storage.NewSeries()
-	perRegion := map[string]*storage.Series{}
-	perNode := map[string]*storage.Series{}
 	ids := make([]string, 0, len(chosen))
 	for id := range chosen {
 		ids = append(ids, id)
@@ -283,95 +205,24 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	}
 	for i, id := range ids {
 		p := chosen[id]
-		t, c := decoded[i].total, decoded[i].coarse
-		one := storage.NewSeries()
-		if err := one.Add(t); err != nil {
-			return nil, err
+		until := int64(-1)
+		if sp, ok := x.Spans[id]; ok && !x.Done[id] {
+			until = sp[1]
 		}
-		for class, msgs := range p.Samples {
-			for _, m := range msgs {
-				one.AddSample(class, m)
-			}
-		}
-		if err := total.Merge(one); err != nil {
-			return nil, err
-		}
-		if err := coarse.Merge(c); err != nil {
-			return nil, err
-		}
-		{ // regions always: thresholds may name them
-			r := regions[id]
-			if r == "" {
-				if m, ok := n.sw.Member(id); ok {
-					r = m.Meta.Region
-				}
-			}
-			if perRegion[r] == nil {
-				perRegion[r] = storage.NewSeries()
-			}
-			if err := perRegion[r].Merge(one); err != nil {
-				return nil, err
-			}
-		}
-		if by["node"] {
-			perNode[name(id)] = one
+		in.Parts = append(in.Parts, report.Part{Node: id, Name: name(id), Region: x.Regions[id],
+			Total: decoded[i].total, Points: decoded[i].coarse, Samples: p.Samples, Replica: !p.Own,
+			Last: p.Last, Until: until})
+	}
+	for _, id := range rec.Nodes {
+		if _, ok := chosen[id]; !ok {
+			in.Missing = append(in.Missing, name(id))
 		}
 	}
-	// Totals span the queried range, not one merged second.
-	span := float64(last - from + 1)
-	fix := func(s storage.Summary) storage.Summary {
-		s.DurationSec = span
-		s.Rate = storage.Rate{Target: float64(s.Planned) / span, Achieved: float64(s.Arrivals) / span, Requests: float64(s.Requests) / span}
-		return s
+	rep, err := report.Build(in)
+	if err != nil {
+		return nil, err
 	}
-	res.Summary = fix(storage.Summarize(total, nil))
-	// The target is the test's: a missing node's share shows as a shortfall.
-	res.Planned = int64(math.Round(sc.Profile.Hits(time.Duration(last+1)*time.Second) - sc.Profile.Hits(time.Duration(from)*time.Second)))
-	res.Rate.Target = float64(res.Planned) / span
-	steps := storage.SummarizeBy(total, func(d storage.Dim) string { return d.Step })
-	for k, v := range steps {
-		steps[k] = fix(v)
-	}
-	if by["step"] {
-		res.ByStep = steps
-	}
-	byRegion := map[string]storage.Summary{}
-	for k, v := range perRegion {
-		byRegion[k] = fix(storage.Summarize(v, nil))
-	}
-	if by["region"] {
-		res.ByRegion = byRegion
-	}
-	if by["node"] {
-		res.ByNode = map[string]storage.Summary{}
-		for k, v := range perNode {
-			res.ByNode[k] = fix(storage.Summarize(v, nil))
-		}
-	}
-	res.Samples = total.Samples
-	var pass bool
-	res.Thresholds, pass = sc.Evaluate(scenarios.ThresholdEnvWith(res.Summary, steps, byRegion))
-	if res.Thresholds == nil {
-		res.Thresholds = []scenarios.ThresholdResult{}
-	}
-	res.Status = scenarios.StatusPassed
-	if !pass {
-		res.Status = scenarios.StatusFailed
-	}
-	// The series.
-	res.Series = []SeriesPoint{}
-	pts := make([]int64, 0, len(coarse.Seconds))
-	for t := range coarse.Seconds {
-		pts = append(pts, t)
-	}
-	sort.Slice(pts, func(a, b int) bool { return pts[a] < pts[b] })
-	for _, t := range pts {
-		sum := storage.SummarizeSecond(coarse.Seconds[t])
-		w := float64(max(1, min(q.Resolution, last-t+1)))
-		planned := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
-		res.Series = append(res.Series, SeriesPoint{T: t, Target: planned / w, Achieved: float64(sum.Arrivals) / w,
-			P50: sum.Latency.P50, P99: sum.Latency.P99, Errors: sum.Errors})
-	}
+	res.Report = *rep
 	return res, nil
 }
 

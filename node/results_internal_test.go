@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm"
 )
@@ -100,7 +101,7 @@ func BenchmarkQueryMerge(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			total, coarse, err := pushDown(s, 5)
+			total, coarse, err := report.Fold(s, 5)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,11 +2,14 @@ package node
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
+	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/storage"
+	"github.com/loadswarm/loadswarm/swarm"
 )
 
 // onStats takes another node's stats for a test (from the reader
@@ -197,7 +200,85 @@ func (t *loadTest) recordLocked() storage.TestRecord {
 		rec.Nodes = append(rec.Nodes, id)
 	}
 	sort.Strings(rec.Nodes)
+	if b, err := swarm.EncodeBody(t.extraLocked()); err == nil && len(b) <= storage.MaxPlanBytes {
+		rec.Extra = b
+	}
 	return rec
+}
+
+// recordExtra is what a node keeps with a test's record beyond storage's
+// fields: each node's name and region as the test saw them, and the
+// seconds it had a share in (first, last), so that a query knows what a
+// node that is gone should have reported.
+type recordExtra struct {
+	Names   map[string]string   `cbor:"1,keyasint,omitempty"`
+	Regions map[string]string   `cbor:"2,keyasint,omitempty"`
+	Spans   map[string][2]int64 `cbor:"3,keyasint,omitempty"`
+	// Done are the nodes whose run ended and said so: everything they had
+	// was published, so nothing of theirs can be missing.
+	Done map[string]bool `cbor:"4,keyasint,omitempty"`
+}
+
+func (t *loadTest) extraLocked() recordExtra {
+	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}}
+	for id := range t.sharers {
+		x.Names[id] = t.nameOfLocked(id)
+		if ns, ok := t.nodes[id]; ok {
+			if ns.Region != "" {
+				x.Regions[id] = ns.Region
+			}
+			if ns.Done {
+				x.Done[id] = true
+			}
+		}
+	}
+	for id, sp := range t.spans {
+		x.Spans[id] = sp
+	}
+	return x
+}
+
+// trackSpansLocked updates each node's span of seconds with a share when
+// a new plan is followed: from the plan's Effective offset on, a node's
+// share is the new plan's; a node without one stops there.
+func (t *loadTest) trackSpansLocked(p *scheduler.Plan) {
+	effLast := int64(math.Ceil(p.Effective.Seconds())) - 1 // the last second before Effective
+	in := map[string]bool{}
+	for _, s := range p.Shares {
+		first, last, ok := shareSeconds(s.Profile(), p.Effective)
+		if !ok {
+			continue
+		}
+		in[s.Node] = true
+		sp, had := t.spans[s.Node]
+		if !had {
+			t.spans[s.Node] = [2]int64{first, last}
+			continue
+		}
+		t.spans[s.Node] = [2]int64{min(sp[0], first), max(min(sp[1], effLast), last)}
+	}
+	for id, sp := range t.spans {
+		if !in[id] && sp[1] > effLast {
+			t.spans[id] = [2]int64{sp[0], max(effLast, sp[0]-1)}
+		}
+	}
+}
+
+// shareSeconds is the first and last second of a profile with a positive
+// rate from `from` on.
+func shareSeconds(p scenarios.Profile, from time.Duration) (first, last int64, ok bool) {
+	for _, g := range p.Segments() {
+		end := g.Start + g.Dur
+		if end <= from || (g.From <= 0 && g.To <= 0) {
+			continue
+		}
+		a := max(g.Start, from)
+		if !ok {
+			first, ok = int64(a/time.Second), true
+		}
+		last = int64(math.Ceil(end.Seconds())) - 1
+	}
+	return first, last, ok
 }
 
 // save writes the test's record; call it without t.mu held.

@@ -521,6 +521,10 @@ type TestRecord struct {
 	Nodes  []string // nodes that took part (node ids)
 	Reason string   // why it failed/stopped, if it did
 	Target string   // the target URL that replaced the spec's, if one did
+	// Extra is what the caller keeps with the record (the node: each
+	// node's share span, names and regions), opaque to storage, at most
+	// MaxPlanBytes.
+	Extra []byte
 }
 
 // wireTest is the encoding of a TestRecord. Times are Unix nanoseconds,
@@ -539,6 +543,7 @@ type wireTest struct {
 	Nodes     []string `cbor:"11,keyasint,omitempty"`
 	Reason    string   `cbor:"12,keyasint,omitempty"`
 	Target    string   `cbor:"13,keyasint,omitempty"`
+	Extra     []byte   `cbor:"14,keyasint,omitempty"`
 }
 
 var (
@@ -587,6 +592,9 @@ func checkTest(r *TestRecord) error {
 	if len(r.Plan) > MaxPlanBytes {
 		errs = append(errs, fmt.Errorf("plan is %d bytes, over the limit of %d", len(r.Plan), MaxPlanBytes))
 	}
+	if len(r.Extra) > MaxPlanBytes {
+		errs = append(errs, fmt.Errorf("extra is %d bytes, over the limit of %d", len(r.Extra), MaxPlanBytes))
+	}
 	if len(r.Nodes) > MaxTestNodes {
 		errs = append(errs, fmt.Errorf("%d nodes, over the limit of %d", len(r.Nodes), MaxTestNodes))
 	} else {
@@ -607,7 +615,7 @@ func encodeTest(r *TestRecord) ([]byte, error) {
 	}
 	w := wireTest{
 		ID: r.ID, Name: r.Name, Spec: r.Spec, Submitter: r.Submitter, State: r.State,
-		Epoch: r.Epoch, Plan: r.Plan, Nodes: r.Nodes, Reason: r.Reason, Target: r.Target,
+		Epoch: r.Epoch, Plan: r.Plan, Nodes: r.Nodes, Reason: r.Reason, Target: r.Target, Extra: r.Extra,
 	}
 	var err1, err2, err3 error
 	w.Created, err1 = timeToWire("created", r.Created)
@@ -635,7 +643,7 @@ func decodeTest(data []byte) (TestRecord, error) {
 	r := TestRecord{
 		ID: w.ID, Name: w.Name, Spec: w.Spec, Submitter: w.Submitter, State: w.State,
 		Created: timeFromWire(w.Created), Started: timeFromWire(w.Started), Ended: timeFromWire(w.Ended),
-		Epoch: w.Epoch, Plan: w.Plan, Nodes: w.Nodes, Reason: w.Reason, Target: w.Target,
+		Epoch: w.Epoch, Plan: w.Plan, Nodes: w.Nodes, Reason: w.Reason, Target: w.Target, Extra: w.Extra,
 	}
 	if err := checkTest(&r); err != nil {
 		return TestRecord{}, err

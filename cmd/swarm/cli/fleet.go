@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/storage"
 )
@@ -61,7 +62,7 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 			return err
 		}
 	} else {
-		if err := printReport(opts.IO.Out, false, sc, rep.Report); err != nil {
+		if err := printReport(opts.IO.Out, false, sc, &rep.Report); err != nil {
 			return err
 		}
 		printNodes(opts.IO.Out, rep)
@@ -71,7 +72,7 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 		return fmt.Errorf("test %s could not run: %s", id, st.Reason)
 	case rep.Interrupted:
 		return fmt.Errorf("test %s was stopped: %s", id, st.Reason)
-	case rep.Status != scenarios.StatusPassed:
+	case rep.Status != report.StatusPassed:
 		return ErrThresholds
 	}
 	return nil
@@ -152,7 +153,6 @@ func printSecond(w io.Writer, s node.SecondStats) {
 }
 
 func printNodes(w io.Writer, rep *node.FleetReport) {
-	printGroups(w, "region", rep.ByRegion)
 	fmt.Fprintf(w, "\nnodes (start skew up to %.1fms):\n", rep.StartSkewMs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, n := range rep.Nodes {

@@ -254,7 +254,12 @@ func joinRun(ctx context.Context, opts *JoinOptions) error {
 	}
 	fmt.Fprintf(opts.IO.ErrOut, "node %s is running: API http://%s, gossip %s, seeds %s. Stop with Ctrl-C.\n",
 		cfg.Name, n.APIAddr(), n.Swarm().GossipAddr(), seeds)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-n.Fatal():
+		n.Close()
+		return err
+	}
 	fmt.Fprintln(opts.IO.ErrOut, "leaving the fleet...")
 	return n.Close()
 }

@@ -7,13 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
 	"github.com/loadswarm/loadswarm/node"
-	"github.com/loadswarm/loadswarm/storage"
+	"github.com/loadswarm/loadswarm/report"
 )
 
 // ResultsOptions are the flags of `swarm results`.
@@ -98,7 +97,7 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 	return nil
 }
 
-func writeSeriesCSV(w io.Writer, series []node.SeriesPoint) error {
+func writeSeriesCSV(w io.Writer, series []report.Point) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"t", "target", "achieved", "p50_ms", "p99_ms", "errors"})
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
@@ -110,50 +109,8 @@ func writeSeriesCSV(w io.Writer, series []node.SeriesPoint) error {
 }
 
 func printResults(w io.Writer, r node.Results) {
-	to := "the end"
-	if r.To >= 0 {
-		to = fmt.Sprint(r.To)
-	}
-	fmt.Fprintf(w, "%s (%s) — %s, seconds %d to %s\n", r.Name, r.ID, r.Target, r.From, to)
-	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n",
-		fmtRate(r.Rate.Target), fmtRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
-	fmt.Fprintf(w, "requests %d, errors %d, p50 %s, p90 %s, p95 %s, p99 %s, max %s\n", r.Requests, r.Errors,
-		fmtMs(r.Latency.P50), fmtMs(r.Latency.P90), fmtMs(r.Latency.P95), fmtMs(r.Latency.P99), fmtMs(r.Latency.Max))
-	for _, g := range []struct {
-		name string
-		m    map[string]storage.Summary
-	}{{"step", r.ByStep}, {"region", r.ByRegion}, {"node", r.ByNode}} {
-		printGroups(w, g.name, g.m)
-	}
-	if len(r.ErrorsByClass) > 0 {
-		classes := make([]string, 0, len(r.ErrorsByClass))
-		for k := range r.ErrorsByClass {
-			classes = append(classes, k)
-		}
-		sort.Strings(classes)
-		fmt.Fprintln(w, "\nerrors:")
-		for _, k := range classes {
-			fmt.Fprintf(w, "  %-9s %d\n", k, r.ErrorsByClass[k])
-		}
-	}
-	if len(r.Thresholds) > 0 {
-		fmt.Fprintln(w, "\nthresholds:")
-		for _, t := range r.Thresholds {
-			mark := "pass"
-			if !t.Pass {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(w, "  %s  %s\n", mark, t.Expr)
-		}
-	}
-	fmt.Fprintf(w, "\n%d node(s) answered", r.Answered)
-	if len(r.FromReplicas) > 0 {
-		fmt.Fprintf(w, "; from replicas: %v", r.FromReplicas)
-	}
-	if len(r.MissingNodes) > 0 {
-		fmt.Fprintf(w, "; MISSING (not in the numbers): %v", r.MissingNodes)
-	}
-	fmt.Fprintf(w, "\nstatus: %s\n", r.Status)
+	_ = report.WriteText(w, &r.Report, nil)
+	fmt.Fprintf(w, "%d node(s) answered, %d bytes moved\n", r.Answered, r.BytesMoved)
 }
 
 func init() {

@@ -7,14 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/storage"
 )
@@ -114,12 +112,13 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	if err != nil {
 		return err
 	}
-	rep := scenarios.BuildReport(sc, res.Series)
+	aborted := ""
 	if a := live.abortedBy(); a != nil {
-		rep.Aborted = a.Expr
-		rep.Status = scenarios.StatusFailed
-	} else if res.Canceled {
-		rep.Interrupted = true
+		aborted = a.Expr
+	}
+	rep, err := report.Local(sc, res.Series, res.Canceled && aborted == "", aborted)
+	if err != nil {
+		return err
 	}
 	if err := printReport(opts.IO.Out, opts.JSON, sc, rep); err != nil {
 		return err
@@ -127,7 +126,7 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	switch {
 	case rep.Interrupted:
 		return errors.New("interrupted before the end of the test")
-	case rep.Status != scenarios.StatusPassed:
+	case rep.Status != report.StatusPassed:
 		return ErrThresholds
 	}
 	return nil
@@ -198,89 +197,17 @@ func hasAbort(sc *scenarios.Scenario) bool {
 	return false
 }
 
-func printReport(w io.Writer, asJSON bool, sc *scenarios.Scenario, r scenarios.Report) error {
+func printReport(w io.Writer, asJSON bool, sc *scenarios.Scenario, r *report.Report) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(w, "\n%s — %s, %.0fs\n", r.Name, r.Target, r.DurationSec)
-	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n\n",
-		fmtRate(r.Rate.Target), fmtRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "step\trequests\terrors\treq/s\tp50\tp90\tp95\tp99\tmax\t")
-	row := func(name string, s storage.Summary) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, s.Requests, s.Errors,
-			fmtRate(s.Rate.Requests),
-			fmtMs(s.Latency.P50), fmtMs(s.Latency.P90), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), fmtMs(s.Latency.Max))
-	}
-	for _, name := range r.StepNames(sc) {
-		row(name, r.ByStep[name])
-	}
-	row("total", r.Summary)
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(r.ErrorsByClass) > 0 {
-		fmt.Fprintln(w, "\nerrors:")
-		classes := make([]string, 0, len(r.ErrorsByClass))
-		for k := range r.ErrorsByClass {
-			classes = append(classes, k)
-		}
-		sort.Strings(classes)
-		for _, k := range classes {
-			ex := ""
-			if s := r.Samples[k]; len(s) > 0 {
-				ex = "  e.g. " + s[0]
-			}
-			fmt.Fprintf(w, "  %-9s %d%s\n", k, r.ErrorsByClass[k], ex)
-		}
-	}
-	if len(r.Thresholds) > 0 {
-		fmt.Fprintln(w, "\nthresholds:")
-		for _, t := range r.Thresholds {
-			mark := "pass"
-			if !t.Pass {
-				mark = "FAIL"
-			}
-			extra := ""
-			if t.Error != "" {
-				extra = "  (" + t.Error + ")"
-			}
-			fmt.Fprintf(w, "  %s  %s%s\n", mark, t.Expr, extra)
-		}
-	}
-	switch {
-	case r.Aborted != "":
-		fmt.Fprintf(w, "\nstatus: %s (aborted early: %s)\n", r.Status, r.Aborted)
-	case r.Interrupted:
-		fmt.Fprintf(w, "\nstatus: interrupted\n")
-	default:
-		fmt.Fprintf(w, "\nstatus: %s\n", r.Status)
-	}
-	return nil
+	return report.WriteText(w, r, sc)
 }
 
-// fmtMs shows a latency in milliseconds with sensible precision.
-func fmtMs(ms float64) string {
-	switch {
-	case ms == 0:
-		return "-"
-	case ms < 10:
-		return fmt.Sprintf("%.2fms", ms)
-	case ms < 1000:
-		return fmt.Sprintf("%.1fms", ms)
-	default:
-		return fmt.Sprintf("%.2fs", ms/1000)
-	}
-}
-
-func fmtRate(r float64) string {
-	if r >= 100 || r == float64(int64(r)) {
-		return fmt.Sprintf("%.0f", r)
-	}
-	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", r), "0"), ".")
-}
+func fmtMs(ms float64) string  { return report.FormatMs(ms) }
+func fmtRate(r float64) string { return report.FormatRate(r) }
 
 // loadScenario parses a test file, with its target replaced when target is
 // set.
