@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/loadswarm/loadswarm/storage"
+	"github.com/loadswarm/loadswarm/swarm"
 )
 
 // Crash stops the node the way a kill -9 would, as far as one process can:
@@ -17,10 +18,12 @@ func (n *Node) Crash() {
 		return
 	}
 	n.closed = true
+	// The transport goes first: a killed process says nothing more (its
+	// share's last word, its current second, never leave).
+	_ = n.sw.Close()
 	n.reg.close()
 	n.cancel()
 	_ = n.srv.Shutdown(context.Background())
-	_ = n.sw.Close()
 	n.wg.Wait()
 	_ = n.store.Close()
 }
@@ -37,3 +40,20 @@ func SetRetireAfter(d time.Duration) func() {
 
 // Isolate cuts the node off from the fleet (both layers) or restores it.
 func (n *Node) Isolate(on bool) { n.SetIsolated(on) }
+
+// SignAnnounce signs a test's body with a swarm's key: a hostile member's
+// announcements in tests.
+func SignAnnounce(sw *swarm.Swarm, b AnnounceBody) (Announce, error) { return signAnnounce(sw, b) }
+
+// IDOf is the id of an announced test.
+func IDOf(a Announce) string { return testIDOf(a.Body) }
+
+// SubmitSigned announces a test this node signed (see SignAnnounce) as
+// Submit does: a test can choose the seed, and so the test's id.
+func (n *Node) SubmitSigned(ctx context.Context, a Announce) (string, error) {
+	id, err := n.reg.admit(a)
+	if err != nil {
+		return "", err
+	}
+	return id, swarm.Publish(ctx, n.reg.fleet, TypeTestAnnounce, wireVersion, id, a)
+}

@@ -212,6 +212,9 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 			stopped[id] = ns.Stopped
 		}
 	}
+	for id, why := range t.silentLocked(now) {
+		stopped[id] = why
+	}
 	behind := t.behindLocked(now)
 	t.mu.Unlock()
 	out := t.coord.Tick(now, scheduler.View{Alive: v.accepted, Stopped: stopped, Behind: behind})
@@ -227,6 +230,43 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		t.handle(now, event{kind: scheduler.InLease, from: self, lease: &l})
 		t.publish(TypeLease, &l)
 	}
+}
+
+// silentAfter is how long a node with a share may go without reporting a
+// second before its scheduler takes it for lost: a member that takes a
+// share and sends nothing (it froze without being declared dead, or it
+// wastes its share on purpose) holds it only that long.
+const silentAfter = 4 * time.Second
+
+// silentLocked finds the nodes of the plan followed that should have
+// reported seconds by now (their share runs at 1/s or more) and have not
+// for silentAfter.
+func (t *loadTest) silentLocked(now time.Time) map[string]string {
+	p := t.plan
+	if p == nil {
+		return nil
+	}
+	elapsed := now.Sub(p.Start)
+	if elapsed < silentAfter+time.Second {
+		return nil
+	}
+	var out map[string]string
+	for _, s := range p.Shares {
+		ns := t.node(s.Node)
+		if ns.Done || ns.Stopped != "" {
+			continue
+		}
+		if s.Profile().RateAt(elapsed-silentAfter) < 1 {
+			continue // a share this small may leave seconds empty
+		}
+		if last := ns.LastT; time.Duration(last+1)*time.Second < elapsed-silentAfter {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[s.Node] = fmt.Sprintf("no results for %s", silentAfter)
+		}
+	}
+	return out
 }
 
 // takeLead makes this node the test's scheduler if it should be.

@@ -8,35 +8,7 @@ import (
 
 	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/storage"
-	"github.com/loadswarm/loadswarm/swarm"
 )
-
-func FuzzDecodeQuery(f *testing.F) {
-	for _, q := range []Query{{TestID: "t", Resolution: 1}, {TestID: "t", From: 5, To: 9, Resolution: 2, Origins: []string{"a"}, OwnOnly: true}} {
-		e, _ := swarm.NewEnvelope(TypeQuery, wireVersion, q.TestID, q)
-		b, _ := e.Marshal()
-		f.Add(b)
-	}
-	f.Add([]byte{0xa1, 0x01, 0x18, 0x28})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		e, err := swarm.DecodeEnvelope(data)
-		if err != nil {
-			return
-		}
-		var q Query
-		if e.DecodeBody(&q) != nil {
-			return
-		}
-		_ = q.Validate()
-		var a QueryAnswer
-		if e.DecodeBody(&a) == nil {
-			for _, p := range a.Parts {
-				_, _ = storage.DecodeSecond(p.Total)
-				_, _ = storage.DecodeSeries(p.Series)
-			}
-		}
-	})
-}
 
 func TestQueryValidate(t *testing.T) {
 	for name, q := range map[string]Query{

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -81,7 +82,10 @@ type Coordinator struct {
 	test  Test
 	self  string
 	plan  *Plan
-	nodes map[string]bool // every node that ever had a share: the majority's base
+	// nodes are the test's nodes, the majority's base: every member that
+	// took part when it was planned (a share or not: a split may round a
+	// small one to nothing) and every node that had a share since.
+	nodes map[string]bool
 
 	lastLeased map[string]time.Time // last lease naming the node
 	lost       map[string]string    // nodes whose share is gone, and why
@@ -125,6 +129,9 @@ func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
 	for _, s := range c.plan.Shares {
 		c.nodes[s.Node] = true
 	}
+	for id := range v.Alive {
+		c.nodes[id] = true
+	}
 	c.consider(v)
 	return c.plan, nil
 }
@@ -143,8 +150,11 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 		c.lastLeased[s.Node] = now
 		c.considered[s.Node] = true
 	}
-	for id := range np.Excluded {
+	for id, why := range np.Excluded {
 		c.considered[id] = true
+		if !strings.HasPrefix(why, "declined") {
+			c.nodes[id] = true
+		}
 	}
 	return c.plan
 }

@@ -173,7 +173,7 @@ func TestGossipDeliversToAll(t *testing.T) {
 	defer topic.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := swarm.Publish(ctx, topic, swarm.TypeTestAnnounce, 1, "test-7", hello{"hi", 7}); err != nil {
+	if err := swarm.Publish(ctx, topic, swarmtest.TypeChat, 1, "test-7", hello{"hi", 7}); err != nil {
 		t.Fatal(err)
 	}
 	for i, sub := range subs {
@@ -188,20 +188,20 @@ func TestGossipDeliversToAll(t *testing.T) {
 	// A type filter drops what it did not ask for.
 	tp, _ := nodes[0].Topic("fleet")
 	defer tp.Close()
-	stops, err := tp.Subscribe(swarm.TypeTestStop)
+	alerts, err := tp.Subscribe(swarmtest.TypeAlert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = swarm.Publish(ctx, topic, swarm.TypeTestAnnounce, 1, "", hello{"ignored", 0})
-	_ = swarm.Publish(ctx, topic, swarm.TypeTestStop, 1, "test-7", hello{"stop", 1})
-	if _, body, err := swarm.Receive[hello](ctx, stops); err != nil || body.Text != "stop" {
+	_ = swarm.Publish(ctx, topic, swarmtest.TypeChat, 1, "", hello{"ignored", 0})
+	_ = swarm.Publish(ctx, topic, swarmtest.TypeAlert, 1, "test-7", hello{"alert", 1})
+	if _, body, err := swarm.Receive[hello](ctx, alerts); err != nil || body.Text != "alert" {
 		t.Fatalf("filtered subscription got %+v, %v", body, err)
 	}
 	// A per-test topic is left when its last handle closes.
 	if err := tp.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stops.Next(ctx); !errors.Is(err, swarm.ErrClosed) {
+	if _, err := alerts.Next(ctx); !errors.Is(err, swarm.ErrClosed) {
 		t.Fatalf("Next after Close: %v", err)
 	}
 }
@@ -222,11 +222,11 @@ func TestRequestGetsAnswer(t *testing.T) {
 				<-ctx.Done()
 				return swarm.Envelope{}, ctx.Err()
 			}
-			return swarm.NewEnvelope(swarm.TypePing, 1, req.TestID, hello{Text: "echo " + h.Text + " from " + from[len(from)-4:], N: h.N + 1})
+			return swarm.NewEnvelope(swarmtest.TypeReply, 1, req.TestID, hello{Text: "echo " + h.Text + " from " + from[len(from)-4:], N: h.N + 1})
 		})
 	}
 	ctx := context.Background()
-	req, _ := swarm.NewEnvelope(swarm.TypePing, 1, "t1", hello{Text: "hi", N: 1})
+	req, _ := swarm.NewEnvelope(swarmtest.TypeAsk, 1, "t1", hello{Text: "hi", N: 1})
 	resp, err := nodes[0].Request(ctx, nodes[2].PeerID(), proto, req)
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestRequestGetsAnswer(t *testing.T) {
 	if err := resp.DecodeBody(&h); err != nil {
 		t.Fatal(err)
 	}
-	if want := "echo hi from " + nodes[0].PeerID()[len(nodes[0].PeerID())-4:]; h.Text != want || h.N != 2 || resp.Sender != nodes[2].PeerID() || resp.TestID != "t1" {
+	if want := "echo hi from " + nodes[0].PeerID()[len(nodes[0].PeerID())-4:]; h.Text != want || h.N != 2 || resp.Type != swarmtest.TypeReply || resp.Sender != nodes[2].PeerID() || resp.TestID != "t1" {
 		t.Fatalf("got %+v %+v", resp, h)
 	}
 
@@ -303,21 +303,19 @@ func TestRestartKeepsPeerID(t *testing.T) {
 }
 
 func TestBadMessagesRefusedNodeKeepsRunning(t *testing.T) {
-	nodes := swarmtest.Cluster(t, 3, func(i int, c *swarm.Config) {
-		c.Limits = swarm.Limits{MaxBytes: 4096}
-	})
+	nodes := swarmtest.Cluster(t, 3, nil) // chats of up to 4 KiB
 	topics, subs := swarmtest.Topics(t, nodes, "fleet")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
 	// Oversized: refused at the sender.
 	big := hello{Text: strings.Repeat("x", 5000)}
-	if err := swarm.Publish(ctx, topics[0], swarm.TypeStats, 1, "", big); !errors.Is(err, swarm.ErrTooLarge) {
+	if err := swarm.Publish(ctx, topics[0], swarmtest.TypeChat, 1, "", big); !errors.Is(err, swarm.ErrTooLarge) {
 		t.Fatalf("oversized publish: %v", err)
 	}
 	// Malformed, unknown-type and forged-sender gossip from node 0 (which
 	// trusts what it publishes itself): refused by the others' validators.
-	forged, _ := swarm.Envelope{Type: swarm.TypeStats, Sender: nodes[1].PeerID()}.Marshal()
+	forged, _ := swarm.Envelope{Type: swarmtest.TypeChat, Sender: nodes[1].PeerID()}.Marshal()
 	unknown := []byte{0xa1, 0x01, 0x19, 0x03, 0xe7} // {1: 999}
 	for _, raw := range [][]byte{[]byte("garbage"), {0xa1, 0x01, 0x9f}, unknown, forged} {
 		if err := topics[0].PublishRaw(ctx, raw); err != nil {
@@ -333,7 +331,7 @@ func TestBadMessagesRefusedNodeKeepsRunning(t *testing.T) {
 	for name, raw := range map[string][]byte{
 		"garbage":   []byte("garbage"),
 		"truncated": {0xa2, 0x01},
-		"oversized": make([]byte, 5000),
+		"oversized": make([]byte, 64<<10+1), // over the largest request type, TypePing
 		"forged":    forged,
 	} {
 		ans, err := nodes[0].RequestRaw(ctx, nodes[2].PeerID(), proto, raw)
@@ -353,7 +351,7 @@ func TestBadMessagesRefusedNodeKeepsRunning(t *testing.T) {
 	// it is the first one (nothing bad got through). Node 0 is left out:
 	// having sent bad messages, it gets no more from the others for a
 	// while (peer scoring; see TestMalformedSenderCutOff).
-	if err := swarm.Publish(ctx, topics[1], swarm.TypeStats, 1, "", hello{Text: "good"}); err != nil {
+	if err := swarm.Publish(ctx, topics[1], swarmtest.TypeChat, 1, "", hello{Text: "good"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, sub := range subs[1:] {
@@ -367,6 +365,27 @@ func TestBadMessagesRefusedNodeKeepsRunning(t *testing.T) {
 		t.Fatalf("good request after bad ones: %v", err)
 	}
 	swarmtest.WaitConverged(t, nodes, time.Second)
+}
+
+// TestNoTypesNoGossip: a node whose application registered no types knows
+// the swarm's own two only, and publishes or subscribes to nothing.
+func TestNoTypesNoGossip(t *testing.T) {
+	c := swarmtest.Config(t, 0)
+	c.Types = nil
+	s := swarmtest.Start(t, c)
+	tp, err := s.Topic("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := swarm.Publish(ctx, tp, swarmtest.TypeChat, 1, "", hello{Text: "hi"}); !errors.Is(err, swarm.ErrUnknownType) {
+		t.Fatalf("publish without types: %v", err)
+	}
+	if _, err := tp.Subscribe(swarmtest.TypeChat); !errors.Is(err, swarm.ErrUnknownType) {
+		t.Fatalf("subscribe without types: %v", err)
+	}
 }
 
 // TestIsolate: a node cut off with SetIsolated is seen dead by the others

@@ -60,16 +60,17 @@ type Config struct {
 	// Types is the application's wire registry: every message type it
 	// sends, with its kind, size limit and (for gossip) per-sender rate.
 	// The swarm refuses to send or accept any other type, apart from its
-	// own TypePing and TypeError. Nil keeps the deprecated types of this
-	// package (TypeTestAnnounce ... TypePlanResponse) as the registry, each
-	// capped at Limits.MaxBytes.
+	// own TypePing and TypeError. Nil is a registry of those two only: the
+	// node pings and answers requests, and Publish refuses every type
+	// (ErrUnknownType) until the application registers its gossip types.
 	Types map[Type]TypeSpec
 	// MaxGossipSenders bounds the members that get rate-limit state of
 	// their own; the others share one. Default 4096.
 	MaxGossipSenders int
 
 	// Limits bound every message decoded from the network. Zero fields take
-	// DefaultLimits; with Types, MaxBytes is ignored (see Limits).
+	// DefaultLimits; MaxBytes is ignored, as each type's MaxBytes bounds its
+	// envelopes (see Limits).
 	Limits Limits
 	// RequestTimeout bounds a stream request whose context has no deadline
 	// earlier, and a handler's whole exchange. Default 10 s.
@@ -268,10 +269,8 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Types != nil {
-		if _, err := NewRegistry(c.Types); err != nil {
-			errs = append(errs, err)
-		}
+	if _, err := NewRegistry(c.Types); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxGossipSenders < 1 {
 		errs = append(errs, fmt.Errorf("max gossip senders %d: must be positive", c.MaxGossipSenders))

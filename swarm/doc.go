@@ -21,10 +21,13 @@
 // ignored. The application owns the wire registry ([Config.Types]): each
 // [Type] with a [TypeSpec] that says how it travels (gossip, request,
 // answer), its largest size, and for gossip the rate each sender may
-// publish it at. The transport knows envelopes, not what is in them:
-// adding a message touches the application only. A type outside the
+// publish it at. The transport knows envelopes, not what is in them: its
+// own types are [TypePing] and [TypeError] only, and adding a message
+// touches the application only. A Config without Types knows those two:
+// it pings and answers, and publishes nothing. A type outside the
 // registry, a type sent the wrong way, or an envelope over its type's size
-// is refused at the sender and at every receiver.
+// is refused at the sender and at every receiver; [Registry.Name] names a
+// type in logs.
 //
 // Trust no member: a node holding the fleet key can still lie. So every
 // node bounds what a peer costs it. GossipSub reads no message larger than
@@ -41,5 +44,6 @@
 // fleet is open, and New logs so.
 //
 // Package swarmtest starts clusters of in-process nodes on 127.0.0.1 for
-// tests in other packages.
+// tests in other packages, speaking a small registry of test types
+// (swarmtest.Types). It imports package testing: tests only.
 package swarm

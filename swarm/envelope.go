@@ -8,11 +8,12 @@ import (
 	"github.com/fxamacker/cbor/v2"
 )
 
-// Type says what an envelope's body is. The application defines its types
-// in a registry (Config.Types: each type's name, kind, size and rate) with
-// their bodies' schemas beside it; receivers refuse a type the registry
-// lacks (ErrUnknownType), so adding a type is a wire change. Numbers are
-// never reused.
+// Type says what an envelope's body is. The swarm defines only its own
+// (TypePing, TypeError); the application defines every other type in its
+// registry (Config.Types: each type's name, kind, size and rate) with their
+// bodies' schemas beside it. Receivers refuse a type the registry lacks
+// (ErrUnknownType), so adding a type is a wire change. Numbers are never
+// reused.
 type Type uint16
 
 // The swarm's own types, in every registry.
@@ -21,37 +22,9 @@ const (
 	TypeError Type = 2 // a failed request's answer; body: ErrorBody
 )
 
-// The application's types of wire version 1, kept here until the node
-// defines them in its own registry (Config.Types). While Config.Types is
-// nil they are the registry, with the limits listed in legacyTypes.
-//
-// Deprecated: the transport knows envelopes, not plans and queries: define
-// these in the application, with a TypeSpec each in Config.Types.
-const (
-	TypeTestAnnounce Type = 10 // fleet topic: a test was submitted
-	TypeTestStop     Type = 11 // fleet topic: stop a test
-	TypeTestReady    Type = 12 // fleet topic: a node accepts or declines a test
-	TypePlan         Type = 20 // per-test topic: the scheduler's plan
-	TypeLease        Type = 21 // per-test topic: a share's lease renewal
-	TypeStats        Type = 30 // per-test topic: per-second summaries
-	TypeQuery        Type = 40 // stream: a result query
-	TypeQueryResult  Type = 41 // stream: a result query's answer
-	TypePlanFetch    Type = 42 // stream: ask a node for the current plan
-	TypePlanResponse Type = 43 // stream: the plan asked for
-)
-
-// Known reports whether t is a built-in type or one of the deprecated
-// application types defined in this package.
-//
-// Deprecated: ask the registry (Registry.Spec).
-func (t Type) Known() bool { _, ok := legacyNames.specs[t]; return ok }
-
-// String names the built-in and deprecated types; others print as
-// "type(N)" (Registry.Name knows the application's names).
-func (t Type) String() string { return legacyNames.Name(t) }
-
-// legacyNames is the uncapped legacy registry, for names.
-var legacyNames = legacyRegistry(0)
+// String names the built-in types ("ping", "error"); any other type prints
+// as "type(N)": its name is in the application's registry (Registry.Name).
+func (t Type) String() string { return builtinRegistry.Name(t) }
 
 // Errors returned by the decoders, Publish and Request (wrapped; test with
 // errors.Is). ErrWrongKind is beside the registry.
@@ -146,9 +119,9 @@ func (e Envelope) DecodeBody(v any) error {
 // Limits bound what a decoder accepts from the network. A zero field takes
 // the default of DefaultLimits.
 type Limits struct {
-	// MaxBytes is the longest message in bytes; default 1 MiB. In a
-	// Config without Types it caps every legacy type's MaxBytes; with
-	// Types the swarm ignores it, as each type's MaxBytes bounds its
+	// MaxBytes is the longest message in bytes; default 1 MiB (for
+	// Registry.NewDecoder: the registry's largest MaxBytes). A Swarm
+	// ignores it: each type's MaxBytes in its registry bounds its
 	// envelopes.
 	MaxBytes       int
 	MaxDepth       int // deepest nesting of arrays and maps, envelope included; default 16 (min 4)
@@ -208,15 +181,15 @@ type Decoder struct {
 	dm  cbor.DecMode
 }
 
-// NewDecoder returns a decoder with limits l (zero fields take defaults)
-// for the built-in and deprecated legacy types, each capped at
-// l.MaxBytes. Decoders of an application's types come from
-// Registry.NewDecoder.
+// NewDecoder returns a decoder with limits l (zero fields take
+// DefaultLimits) that knows the built-in types only (TypePing, TypeError)
+// and refuses every other type with ErrUnknownType. Decoders of an
+// application's types come from Registry.NewDecoder.
 func NewDecoder(l Limits) (*Decoder, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
-	return legacyRegistry(l.withDefaults().MaxBytes).NewDecoder(l)
+	return builtinRegistry.NewDecoder(l.withDefaults())
 }
 
 // NewDecoder returns a decoder of the registry's types with limits l. A
@@ -293,8 +266,8 @@ func (d *Decoder) decode(b []byte, k Kind) (Envelope, error) {
 	return Envelope{Type: w.Type, Version: w.Version, Sender: w.Sender, TestID: w.TestID, Body: []byte(w.Body)}, nil
 }
 
-// DecodeEnvelope decodes b with the default limits and the built-in and
-// legacy types (see NewDecoder).
+// DecodeEnvelope decodes b with the default limits; it knows the built-in
+// types only (see NewDecoder): an answer of TypeError or TypePing, say.
 func DecodeEnvelope(b []byte) (Envelope, error) { return defaultDecoder().Decode(b) }
 
 var defaultDecoder = sync.OnceValue(func() *Decoder {

@@ -22,7 +22,7 @@ type statsV2 struct {
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
-	e, err := NewEnvelope(TypeStats, 1, "test-1", statsV1{Second: 42, Count: 7})
+	e, err := NewEnvelope(tGossip, 1, "test-1", statsV1{Second: 42, Count: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +31,11 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeEnvelope(b)
+	got, err := testDecoder(t).Decode(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Type != TypeStats || got.Version != 1 || got.TestID != "test-1" || got.Sender != e.Sender {
+	if got.Type != tGossip || got.Version != 1 || got.TestID != "test-1" || got.Sender != e.Sender {
 		t.Fatalf("header: got %+v", got)
 	}
 	var body statsV1
@@ -51,11 +51,11 @@ func TestEnvelopeIgnoresNewerFields(t *testing.T) {
 	// A newer envelope: field 6 does not exist in this version, and the
 	// body has a field the older struct lacks.
 	body, _ := cbor.Marshal(statsV2{Second: 1, Count: 2, Dropped: 3})
-	b, err := cbor.Marshal(map[int]any{1: uint16(TypeStats), 2: 2, 3: "peer", 5: cbor.RawMessage(body), 6: "future"})
+	b, err := cbor.Marshal(map[int]any{1: uint16(tGossip), 2: 2, 3: "peer", 5: cbor.RawMessage(body), 6: "future"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := DecodeEnvelope(b)
+	e, err := testDecoder(t).Decode(b)
 	if err != nil {
 		t.Fatalf("newer envelope refused: %v", err)
 	}
@@ -148,11 +148,12 @@ func mustCBOR(t *testing.T, v any) []byte {
 // re-encodes to an envelope that decodes to the same thing. The body is
 // only checked to be well-formed CBOR within the limits: decoding it may
 // still fail (e.g. invalid UTF-8 in a text string), but must not panic.
-// It covers the legacy decoder and one of an application registry.
+// It covers the decoder of the built-ins and one of an application
+// registry.
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, e := range []Envelope{
 		{Type: TypePing},
-		{Type: TypeStats, Version: 3, Sender: "12D3KooW", TestID: "t1", Body: mustMarshal(statsV2{1, 2, 3})},
+		{Type: tGossip, Version: 3, Sender: "12D3KooW", TestID: "t1", Body: mustMarshal(statsV2{1, 2, 3})},
 		{Type: TypeError, Body: mustMarshal(ErrorBody{Message: "boom"})},
 		{Type: tGossip, Sender: "12D3KooW", Body: mustMarshal("hello")},
 		{Type: tAnswer, Body: mustMarshal(statsV1{1, 2})},
@@ -166,21 +167,14 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte{0xa1, 0x05, 0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0xa1, 0x01, 0x9f, 0x9f, 0x9f, 0xff, 0xff, 0xff})
 	f.Add(bytes.Repeat([]byte{0x81}, 100))
-	legacy, err := NewDecoder(Limits{MaxBytes: 1 << 16})
+	builtins, err := NewDecoder(Limits{MaxBytes: 1 << 16})
 	if err != nil {
 		f.Fatal(err)
 	}
-	reg, err := NewRegistry(testTypes())
-	if err != nil {
-		f.Fatal(err)
-	}
-	app, err := reg.NewDecoder(Limits{})
-	if err != nil {
-		f.Fatal(err)
-	}
+	app := testDecoder(f)
 	kinds := []Kind{allKinds, KindGossip, KindRequest, KindAnswer}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, dec := range []*Decoder{legacy, app} {
+		for _, dec := range []*Decoder{builtins, app} {
 			for _, k := range kinds {
 				fuzzDecodeOnce(t, dec, k, b)
 			}

@@ -194,7 +194,7 @@ func TestValidateQueueSize(t *testing.T) {
 	}{
 		{4 << 10, 4096},      // small messages: thousands, capped at 4096
 		{60 << 10, 1024},     // 64 KiB with framing: 1024 of them in 64 MiB
-		{1<<20 + 64<<10, 60}, // the legacy announcement: 60 in 64 MiB
+		{1<<20 + 64<<10, 60}, // the node's announcement: 60 in 64 MiB
 		{16 << 20, 32},       // the largest gossip type: GossipSub's default
 		{0, 4096},            // no gossip type at all
 	} {

@@ -131,7 +131,8 @@ type Registry struct {
 }
 
 // NewRegistry checks the application's types and adds the built-ins. It
-// reports every problem at once.
+// reports every problem at once. A nil or empty types gives the built-ins
+// only: such a node pings and answers, and publishes nothing.
 func NewRegistry(types map[Type]TypeSpec) (*Registry, error) {
 	var errs []error
 	for t, spec := range types {
@@ -150,18 +151,18 @@ func NewRegistry(types map[Type]TypeSpec) (*Registry, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("wire types: %w", err)
 	}
-	return newRegistry(types, 0), nil
+	return newRegistry(types), nil
 }
 
-// newRegistry builds a registry of valid specs; capBytes > 0 lowers every
-// MaxBytes (built-ins included) to it.
-func newRegistry(types map[Type]TypeSpec, capBytes int) *Registry {
+// builtinRegistry holds the built-ins only, as a Config without Types
+// does: the registry of NewDecoder and Type.String.
+var builtinRegistry = newRegistry(nil)
+
+// newRegistry builds a registry of valid specs and the built-ins.
+func newRegistry(types map[Type]TypeSpec) *Registry {
 	r := &Registry{specs: make(map[Type]TypeSpec, len(types)+len(builtinTypes)), maxOf: map[Kind]int{}}
 	add := func(t Type, spec TypeSpec) {
 		spec = spec.withDefaults()
-		if capBytes > 0 {
-			spec.MaxBytes = min(spec.MaxBytes, capBytes)
-		}
 		r.specs[t] = spec
 		for _, k := range []Kind{KindGossip, KindRequest, KindAnswer} {
 			if spec.Kind&k != 0 {
@@ -185,7 +186,8 @@ func (r *Registry) Spec(t Type) (TypeSpec, bool) {
 	return spec, ok
 }
 
-// Name returns the type's name for logs.
+// Name returns the type's name for logs: its spec's Name, or "type(N)"
+// for a type outside the registry.
 func (r *Registry) Name(t Type) string {
 	if spec, ok := r.specs[t]; ok {
 		return spec.Name
@@ -213,27 +215,3 @@ func (r *Registry) Check(t Type, k Kind, size int) error {
 	}
 	return nil
 }
-
-// legacyTypes is the registry of the deprecated application types that
-// this package still defines (TypeTestAnnounce ... TypePlanResponse), used
-// while Config.Types is nil; it goes when they go. Their limits are sized
-// for the node as it is: an announcement carries a whole test file (up to
-// 1 MiB), a query answer every node's results of a test. The rates are per
-// sender across all its tests: a node sends about one stats message and
-// one lease per test per second.
-var legacyTypes = map[Type]TypeSpec{
-	TypeTestAnnounce: {Name: "test-announce", Kind: KindGossip, MaxBytes: 1<<20 + 64<<10, RatePerSec: 5, Burst: 20},
-	TypeTestStop:     {Name: "test-stop", Kind: KindGossip, MaxBytes: 64 << 10, RatePerSec: 10, Burst: 50},
-	TypeTestReady:    {Name: "test-ready", Kind: KindGossip, MaxBytes: 64 << 10, RatePerSec: 10, Burst: 50},
-	TypePlan:         {Name: "plan", Kind: KindGossip, MaxBytes: 1 << 20, RatePerSec: 20, Burst: 50},
-	TypeLease:        {Name: "lease", Kind: KindGossip, MaxBytes: 256 << 10, RatePerSec: 20, Burst: 50},
-	TypeStats:        {Name: "stats", Kind: KindGossip, MaxBytes: 1 << 20, RatePerSec: 50, Burst: 200},
-	TypeQuery:        {Name: "query", Kind: KindRequest, MaxBytes: 1 << 20},
-	TypeQueryResult:  {Name: "query-result", Kind: KindAnswer, MaxBytes: 64 << 20},
-	TypePlanFetch:    {Name: "plan-fetch", Kind: KindRequest, MaxBytes: 64 << 10},
-	TypePlanResponse: {Name: "plan-response", Kind: KindAnswer, MaxBytes: 1<<20 + 64<<10},
-}
-
-// legacyRegistry is the registry of a config without Types: the legacy
-// types and the built-ins, each capped at Limits.MaxBytes as before.
-func legacyRegistry(capBytes int) *Registry { return newRegistry(legacyTypes, capBytes) }

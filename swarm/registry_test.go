@@ -6,21 +6,6 @@ import (
 	"testing"
 )
 
-// Test types: one of each kind.
-const (
-	tGossip  Type = 100
-	tRequest Type = 101
-	tAnswer  Type = 102
-)
-
-func testTypes() map[Type]TypeSpec {
-	return map[Type]TypeSpec{
-		tGossip:  {Name: "chat", Kind: KindGossip, MaxBytes: 1 << 10, RatePerSec: 2.5},
-		tRequest: {Name: "ask", Kind: KindRequest, MaxBytes: 2 << 10},
-		tAnswer:  {Name: "reply", Kind: KindAnswer, MaxBytes: 64 << 10},
-	}
-}
-
 func TestNewRegistryRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -72,7 +57,7 @@ func TestRegistryCheck(t *testing.T) {
 		{"ping is an answer too", TypePing, KindAnswer, 10, nil},
 		{"ping is no gossip", TypePing, KindGossip, 10, ErrWrongKind},
 		{"error is an answer", TypeError, KindAnswer, 10, nil},
-		{"a legacy type is unknown here", TypePlan, KindGossip, 10, ErrUnknownType},
+		{"another registry's type", 10, KindGossip, 10, ErrUnknownType},
 		{"unknown", 999, KindGossip, 10, ErrUnknownType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,20 +77,69 @@ func TestRegistryCheck(t *testing.T) {
 	}
 }
 
-func TestLegacyRegistryCapped(t *testing.T) {
-	r := legacyRegistry(4096)
-	for ty, spec := range r.specs {
-		if spec.MaxBytes > 4096 {
-			t.Errorf("%s: %d bytes above the cap", spec.Name, spec.MaxBytes)
-		}
-		if !ty.Known() {
-			t.Errorf("%s: not Known", spec.Name)
-		}
+// TestBuiltinsOnly: without the application's types the swarm knows its
+// own two, and gossip nothing.
+func TestBuiltinsOnly(t *testing.T) {
+	r, err := NewRegistry(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The node's limit of 64 MiB lets query answers through, not gossip.
-	r = legacyRegistry(64 << 20)
-	if r.MaxBytes(KindAnswer) != 64<<20 || r.MaxBytes(KindGossip) > 2<<20 {
-		t.Fatalf("answer %d, gossip %d", r.MaxBytes(KindAnswer), r.MaxBytes(KindGossip))
+	for _, tc := range []struct {
+		name string
+		t    Type
+		k    Kind
+		want error // nil: allowed
+	}{
+		{"ping request", TypePing, KindRequest, nil},
+		{"error answer", TypeError, KindAnswer, nil},
+		{"a test type", tGossip, KindGossip, ErrUnknownType},
+		{"type 10", 10, KindGossip, ErrUnknownType},
+		{"type 40", 40, KindRequest, ErrUnknownType},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := r.Check(tc.t, tc.k, 10)
+			if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if n := r.MaxBytes(KindGossip); n != 0 {
+		t.Fatalf("gossip read up to %d bytes, want 0: no gossip type", n)
+	}
+	// A Swarm without Types has this registry.
+	c := DefaultLocalConfig()
+	c.Name = "n"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a config without Types: %v", err)
+	}
+	// The package-level decoder too.
+	b, _ := Envelope{Type: tGossip, Body: mustMarshal("hi")}.Marshal()
+	if _, err := DecodeEnvelope(b); !errors.Is(err, ErrUnknownType) {
+		t.Fatalf("DecodeEnvelope of an application type: %v", err)
+	}
+}
+
+// TestTypeNames: a registry names its types; a Type alone knows only the
+// built-ins' names.
+func TestTypeNames(t *testing.T) {
+	r, _ := NewRegistry(testTypes())
+	for _, tc := range []struct {
+		t          Type
+		inRegistry string // r.Name(t)
+		alone      string // t.String()
+	}{
+		{TypePing, "ping", "ping"},
+		{TypeError, "error", "error"},
+		{tGossip, "chat", "type(100)"},
+		{tAnswer, "reply", "type(102)"},
+		{999, "type(999)", "type(999)"},
+	} {
+		if got := r.Name(tc.t); got != tc.inRegistry {
+			t.Errorf("Name(%d) = %q, want %q", uint16(tc.t), got, tc.inRegistry)
+		}
+		if got := tc.t.String(); got != tc.alone {
+			t.Errorf("Type(%d).String() = %q, want %q", uint16(tc.t), got, tc.alone)
+		}
 	}
 }
 
@@ -133,7 +167,7 @@ func TestDecodeKind(t *testing.T) {
 		{"chat as gossip", chat, KindGossip, nil},
 		{"chat as a request", chat, KindRequest, ErrWrongKind},
 		{"chat over its size", big, KindGossip, ErrTooLarge},
-		{"legacy type", enc(Envelope{Type: TypeStats}), KindGossip, ErrUnknownType},
+		{"another registry's type", enc(Envelope{Type: 30}), KindGossip, ErrUnknownType},
 		{"over the registry's largest", make([]byte, 64<<10+1), KindAnswer, ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

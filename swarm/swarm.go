@@ -176,15 +176,12 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	logger := cfg.Logger.With("node", cfg.Name)
 	setLibraryLogger(cfg.Logger, cfg.LibraryLogLevel)
-	reg := legacyRegistry(cfg.Limits.MaxBytes)
-	lim := cfg.Limits
-	if cfg.Types != nil {
-		var err error
-		if reg, err = NewRegistry(cfg.Types); err != nil {
-			return nil, err
-		}
-		lim.MaxBytes = 0 // each type's own
+	reg, err := NewRegistry(cfg.Types)
+	if err != nil {
+		return nil, err
 	}
+	lim := cfg.Limits
+	lim.MaxBytes = 0 // each type's own
 	dec, err := reg.NewDecoder(lim)
 	if err != nil {
 		return nil, err

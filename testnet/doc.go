@@ -6,8 +6,10 @@
 //     round-trip time it adds to every request to a target, plus the demo
 //     target; State (a JSON file in the testnet's directory) lets Down,
 //     Kill, Restart, Pause and Resume find them from another process.
-//   - Start is the in-process variant for Go tests: real nodes on
-//     127.0.0.1 with port 0 and shrunk timings, stopped in t.Cleanup.
+//   - Package fleettest is the in-process variant for Go tests: real
+//     nodes on 127.0.0.1 with port 0 and shrunk timings, stopped in
+//     t.Cleanup. It lives apart so that this package, which the `swarm`
+//     binary links, imports no testing code.
 //   - Target is the demo shop: a gateway in front of catalog, cart and
 //     payments services with replicas, capacity, queues, injected latency
 //     and errors, gateway retries and an autoscaler, with Prometheus

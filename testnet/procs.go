@@ -95,6 +95,11 @@ type State struct {
 	Target   *TargetProc `json:"target,omitempty"`
 	// MadeDir is true when Up created Dir: Down with purge removes it.
 	MadeDir bool `json:"made_dir"`
+	// Regions, RTTs, LeaseTTL and StartLead are Up's, for nodes added later.
+	Regions   []string      `json:"regions,omitempty"`
+	RTTs      RTTTable      `json:"rtts,omitempty"`
+	LeaseTTL  time.Duration `json:"lease_ttl,omitempty"`
+	StartLead time.Duration `json:"start_lead,omitempty"`
 	// Stopped is set by Down.
 	Stopped *time.Time `json:"stopped,omitempty"`
 }
@@ -400,7 +405,8 @@ func Up(ctx context.Context, cfg UpConfig) (*State, error) {
 	if old, err := Load(dir); err == nil && old.Running() {
 		return nil, fmt.Errorf("a testnet is already running in %s (stop it with `swarm testnet down --dir %s`)", dir, cfg.Dir)
 	}
-	s := &State{Dir: dir, Binary: cfg.Binary, Created: time.Now().UTC()}
+	s := &State{Dir: dir, Binary: cfg.Binary, Created: time.Now().UTC(), Regions: cfg.Regions, RTTs: cfg.RTTs,
+		LeaseTTL: cfg.LeaseTTL, StartLead: cfg.StartLead}
 	if !dirExists(dir) {
 		s.MadeDir = true
 	}
@@ -417,34 +423,13 @@ func Up(ctx context.Context, cfg UpConfig) (*State, error) {
 		return nil, err
 	}
 
-	perRegion := map[string]int{}
 	for i := range cfg.Nodes {
-		region := cfg.Regions[i%len(cfg.Regions)]
-		perRegion[region]++
-		ip := fmt.Sprintf("127.0.0.%d", i+1)
-		port, err := freeGossipPort(ip)
-		if err != nil {
+		if _, err := s.newNode(cfg.Regions[i%len(cfg.Regions)]); err != nil {
 			return nil, err
 		}
-		name := fmt.Sprintf("%s-%d", region, perRegion[region])
-		s.Nodes = append(s.Nodes, &NodeProc{Proc: Proc{Name: name, Log: filepath.Join(dir, name+".log")},
-			Region: region, RTT: cfg.RTTs.Lookup(region), IP: ip,
-			Gossip: net.JoinHostPort(ip, strconv.Itoa(port)), DataDir: filepath.Join(dir, name)})
 	}
 	for _, n := range s.Nodes {
-		var seeds []string
-		for _, o := range s.Nodes {
-			if o != n {
-				seeds = append(seeds, o.Gossip)
-			}
-		}
-		n.Args = append([]string{"join", "--name", n.Name, "--region", n.Region, "--data-dir", n.DataDir,
-			"--bind", n.Gossip, "--api", net.JoinHostPort(n.IP, "0"), "--fleet-key", s.FleetKey,
-			"--profile", "local", "--lease-ttl", cfg.LeaseTTL.String(), "--start-lead", cfg.StartLead.String(),
-			"--sim-latency", n.RTT.Latency.String(), "--sim-jitter", n.RTT.Jitter.String(),
-			// The demo target and every node are on loopback; a node's
-			// own listeners stay refused whatever the allow-list says.
-			"--allow-target", "127.0.0.0/8", "--debug-api"}, seeds...)
+		s.setArgs(n)
 	}
 	if cfg.Target {
 		s.Target = &TargetProc{Proc: Proc{Name: "target", Log: filepath.Join(dir, "target.log"),
@@ -474,6 +459,91 @@ func Up(ctx context.Context, cfg UpConfig) (*State, error) {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// newNode adds the next node of a region to the state: its loopback
+// address (127.0.0.N), a free port pair, its name, log and data directory.
+func (s *State) newNode(region string) (*NodeProc, error) {
+	n := 0
+	for _, o := range s.Nodes {
+		if o.Region == region {
+			n++
+		}
+	}
+	ip := fmt.Sprintf("127.0.0.%d", len(s.Nodes)+1)
+	port, err := freeGossipPort(ip)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("%s-%d", region, n+1)
+	np := &NodeProc{Proc: Proc{Name: name, Log: filepath.Join(s.Dir, name+".log")},
+		Region: region, RTT: s.RTTs.Lookup(region), IP: ip,
+		Gossip: net.JoinHostPort(ip, strconv.Itoa(port)), DataDir: filepath.Join(s.Dir, name)}
+	s.Nodes = append(s.Nodes, np)
+	return np, nil
+}
+
+// setArgs sets a node's `swarm join` command line: every other node is a
+// seed.
+func (s *State) setArgs(n *NodeProc) {
+	var seeds []string
+	for _, o := range s.Nodes {
+		if o != n {
+			seeds = append(seeds, o.Gossip)
+		}
+	}
+	n.Args = append([]string{"join", "--name", n.Name, "--region", n.Region, "--data-dir", n.DataDir,
+		"--bind", n.Gossip, "--api", net.JoinHostPort(n.IP, "0"), "--fleet-key", s.FleetKey,
+		"--profile", "local", "--lease-ttl", s.LeaseTTL.String(), "--start-lead", s.StartLead.String(),
+		"--sim-latency", n.RTT.Latency.String(), "--sim-jitter", n.RTT.Jitter.String(),
+		// The demo target and every node are on loopback; a node's own
+		// listeners stay refused whatever the allow-list says.
+		"--allow-target", "127.0.0.0/8", "--debug-api"}, seeds...)
+}
+
+// Add starts one more node in a running testnet (region "" takes the next
+// in Up's round robin) and waits until the whole fleet sees it: a node
+// that joins mid-test takes a share at the test's next split.
+func (s *State) Add(ctx context.Context, region string, progress io.Writer) (*NodeProc, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
+	if !s.Running() {
+		return nil, errors.New("the testnet is not running (start it with `swarm testnet up`)")
+	}
+	if len(s.Nodes) >= 200 {
+		return nil, errors.New("the testnet has 200 nodes, the most it can have")
+	}
+	if region == "" {
+		regions := s.Regions
+		if len(regions) == 0 {
+			regions = DefaultRegions
+		}
+		region = regions[len(s.Nodes)%len(regions)]
+	} else if strings.ContainsAny(region, " /,") {
+		return nil, fmt.Errorf("region %q: want a name like eu-west", region)
+	}
+	if s.RTTs == nil {
+		s.RTTs = DefaultRTTs
+	}
+	n, err := s.newNode(region)
+	if err != nil {
+		return nil, err
+	}
+	s.setArgs(n)
+	if err := n.start(s.Binary); err != nil {
+		s.Nodes = s.Nodes[:len(s.Nodes)-1]
+		return nil, err
+	}
+	if err := s.Save(); err != nil {
+		return n, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.waitReady(wctx, []*Proc{&n.Proc}, progress); err != nil {
+		return n, err
+	}
+	return n, s.Save()
 }
 
 // waitReady polls until the processes in starting still run, the target

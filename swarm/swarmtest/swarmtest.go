@@ -1,9 +1,15 @@
 // Package swarmtest starts in-process swarm nodes for tests: real
 // memberlist and libp2p on 127.0.0.1 with free ports and the local timing
 // profile, closed in t.Cleanup. Tests poll with WaitFor; they never sleep.
+// The nodes speak a small wire registry of test types (Types), as an
+// application would define its own.
 //
 //	nodes := swarmtest.Cluster(t, 3, nil) // three nodes that see each other
 //	topics, subs := swarmtest.Topics(t, nodes, "fleet")
+//	err := swarm.Publish(ctx, topics[0], swarmtest.TypeChat, 1, "", body)
+//
+// It is for tests only: it imports package testing, so no production
+// package may import it.
 package swarmtest
 
 import (
@@ -20,13 +26,39 @@ import (
 	"github.com/loadswarm/loadswarm/swarm"
 )
 
+// The test types of Types: two gossip types, a request and its answer.
+const (
+	TypeChat  swarm.Type = 200 // gossip: up to 4 KiB, 100/s per sender, burst 100
+	TypeAlert swarm.Type = 201 // gossip, as TypeChat: a second type, for subscription filters
+	TypeAsk   swarm.Type = 202 // request: up to 4 KiB
+	TypeReply swarm.Type = 203 // answer: up to 4 KiB
+)
+
+// Types returns the wire registry of Config and Cluster (a new map each
+// time, for the caller to change). The rates are far above what a test
+// publishes; 4 KiB is small, so that "too large" is easy to send.
+func Types() map[swarm.Type]swarm.TypeSpec {
+	return map[swarm.Type]swarm.TypeSpec{
+		TypeChat:  {Name: "chat", Kind: swarm.KindGossip, MaxBytes: 4 << 10, RatePerSec: 100, Burst: 100},
+		TypeAlert: {Name: "alert", Kind: swarm.KindGossip, MaxBytes: 4 << 10, RatePerSec: 100, Burst: 100},
+		TypeAsk:   {Name: "ask", Kind: swarm.KindRequest, MaxBytes: 4 << 10},
+		TypeReply: {Name: "reply", Kind: swarm.KindAnswer, MaxBytes: 4 << 10},
+	}
+}
+
 // Config returns swarm.DefaultLocalConfig for node i of the test: named
-// after the test, bound to 127.0.0.1 on free ports, logging warnings (or
-// the level in $SWARM_TEST_LOG, e.g. "debug") to the test's output.
+// after the test, bound to 127.0.0.1 on free ports, speaking Types,
+// logging warnings (or the level in $SWARM_TEST_LOG, e.g. "debug") to the
+// test's output.
 func Config(t testing.TB, i int) swarm.Config {
+	return config(t, i, Logger(t))
+}
+
+func config(t testing.TB, i int, logger *slog.Logger) swarm.Config {
 	c := swarm.DefaultLocalConfig()
 	c.Name = fmt.Sprintf("%s-%d", nameRe.ReplaceAllString(t.Name(), "_"), i)
-	c.Logger = Logger(t)
+	c.Logger = logger
+	c.Types = Types()
 	return c
 }
 
@@ -78,17 +110,16 @@ func Start(t testing.TB, cfg swarm.Config) *swarm.Swarm {
 	return s
 }
 
-// Cluster starts n nodes, joins each to the first, and waits until every
-// node sees all n alive. configure, if not nil, edits node i's config
-// before it starts (e.g. to give it a fleet key or metadata).
+// Cluster starts n nodes with the configs of Config, joins each to the
+// first, and waits until every node sees all n alive. configure, if not
+// nil, edits node i's config before it starts (e.g. to give it a fleet
+// key, metadata or other Types).
 func Cluster(t testing.TB, n int, configure func(i int, c *swarm.Config)) []*swarm.Swarm {
 	t.Helper()
 	logger := Logger(t)
 	nodes := make([]*swarm.Swarm, n)
 	for i := range n {
-		c := swarm.DefaultLocalConfig()
-		c.Name = fmt.Sprintf("%s-%d", nameRe.ReplaceAllString(t.Name(), "_"), i)
-		c.Logger = logger
+		c := config(t, i, logger)
 		if configure != nil {
 			configure(i, &c)
 		}

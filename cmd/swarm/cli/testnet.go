@@ -38,6 +38,9 @@ type TestnetOptions struct {
 	// Binary is the swarm executable the nodes run; empty: this one.
 	Binary string
 
+	// add
+	Region string
+
 	// down
 	Purge bool
 	Grace time.Duration
@@ -192,7 +195,20 @@ than planned. "swarm testnet heal NODE" reconnects it.`,
 		Args:  cobra.ExactArgs(1),
 		RunE:  run("heal"),
 	}
-	root.AddCommand(up, down, status, kill, restart, pause, resume, isolate, heal)
+	add := &cobra.Command{
+		Use:   "add [--region R]",
+		Short: "Start one more node and wait until the fleet sees it",
+		Long: `Start one more node in the running testnet (on the next loopback address,
+in the given region or the next one round robin) and wait until every node
+sees it. A node that joins while a test runs asks a member for the running
+tests, accepts them under its own policy, and takes a share at the test's
+next split (within a few seconds); "swarm run" shows the share moving.`,
+		Example: "  swarm testnet add\n  swarm testnet add --region ap-south",
+		Args:    cobra.NoArgs,
+		RunE:    run("add"),
+	}
+	add.Flags().StringVar(&opts.Region, "region", "", "region of the new node (default: the next in the testnet's list)")
+	root.AddCommand(up, down, status, kill, restart, pause, resume, isolate, heal, add)
 	return root
 }
 
@@ -243,6 +259,12 @@ func testnetRun(ctx context.Context, opts *TestnetOptions) error {
 			return err
 		}
 		fmt.Fprintf(w, "resumed %s (pid %d)\n", p.Name, p.PID)
+	case "add":
+		n, err := s.Add(ctx, opts.Region, opts.IO.ErrOut)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "added %s (%s, pid %d): API http://%s\n", n.Name, n.Region, n.PID, n.API)
 	case "isolate", "heal":
 		p, err := s.Isolate(ctx, opts.Node, opts.Action == "isolate")
 		if err != nil {

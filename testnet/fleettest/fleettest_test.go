@@ -1,4 +1,4 @@
-package testnet
+package fleettest_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
+	"github.com/loadswarm/loadswarm/testnet"
+	"github.com/loadswarm/loadswarm/testnet/fleettest"
 )
 
 // TestInProcessFleetRegions: an in-process fleet in two simulated regions
@@ -17,14 +19,14 @@ func TestInProcessFleetRegions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a fleet")
 	}
-	tg, err := NewTarget(TargetConfig{})
+	tg, err := testnet.NewTarget(testnet.TargetConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(tg)
 	t.Cleanup(srv.Close)
-	rtts := RTTTable{"eu-west": {5 * time.Millisecond, 0}, "us-east": {45 * time.Millisecond, 0}}
-	f := Start(t, 3, Options{Regions: []string{"eu-west", "us-east"}, RTTs: rtts})
+	rtts := testnet.RTTTable{"eu-west": {Latency: 5 * time.Millisecond}, "us-east": {Latency: 45 * time.Millisecond}}
+	f := fleettest.Start(t, 3, fleettest.Options{Regions: []string{"eu-west", "us-east"}, RTTs: rtts})
 
 	c := f.Client(f.Nodes[0])
 	spec := fmt.Sprintf("name: inproc\ntarget: %s\nduration: 3s\nload: {rate: 60}\nrequests: [{name: a, path: /items/1, check: 'status == 200'}]\nthresholds: ['error_rate == 0']\n", srv.URL)

@@ -1,4 +1,14 @@
-package testnet
+// Package fleettest starts in-process fleets of real nodes for Go tests:
+// memberlist and libp2p on 127.0.0.1 with port 0, shrunk timings, each node
+// in a simulated region, all stopped in t.Cleanup.
+//
+//	f := fleettest.Start(t, 3, fleettest.Options{RTTs: testnet.DefaultRTTs})
+//	id, err := f.Client(f.Nodes[0]).Submit(ctx, spec, "")
+//
+// It is for tests only: it imports package testing, so no production
+// package may import it (testnet does not; the `swarm` binary links no
+// testing code). The fleet of real processes is testnet.Up.
+package fleettest
 
 import (
 	"context"
@@ -8,16 +18,18 @@ import (
 
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
+	"github.com/loadswarm/loadswarm/testnet"
 )
 
 // Options shape an in-process fleet (Start).
 type Options struct {
-	// Regions are given to the nodes round robin. Default DefaultRegions.
+	// Regions are given to the nodes round robin. Default
+	// testnet.DefaultRegions.
 	Regions []string
 	// RTTs give each region its simulated distance to the target.
 	// Default: none (no added latency), so unit tests stay fast; pass
-	// DefaultRTTs for realistic distances.
-	RTTs RTTTable
+	// testnet.DefaultRTTs for realistic distances.
+	RTTs testnet.RTTTable
 	// LeaseTTL and StartLead are shrunk for tests. Default 1500ms and 1s.
 	LeaseTTL, StartLead time.Duration
 	// Configure, if set, edits each node's config before it starts.
@@ -42,7 +54,7 @@ type Fleet struct {
 func Start(t testing.TB, n int, opts Options) *Fleet {
 	t.Helper()
 	if len(opts.Regions) == 0 {
-		opts.Regions = DefaultRegions
+		opts.Regions = testnet.DefaultRegions
 	}
 	if opts.LeaseTTL == 0 {
 		opts.LeaseTTL = 1500 * time.Millisecond
@@ -127,7 +139,8 @@ func (f *Fleet) Node(name string) *node.Node {
 // Crash stops node i. It uses Node.Close, which leaves the fleet
 // gracefully (the others see it as left at once, not dead): a true crash
 // needs node internals that only node's own tests reach (Node.Crash in
-// node/export_test.go). For a real kill -9, use the process testnet (Kill).
+// node/export_test.go). For a real kill -9, use the process testnet
+// (testnet.State.Kill).
 func (f *Fleet) Crash(i int) {
 	f.t.Helper()
 	if err := f.Nodes[i].Close(); err != nil {
