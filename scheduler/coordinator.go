@@ -78,10 +78,10 @@ type Output struct {
 // test's nodes; without a majority it renews no lease at all, so every node,
 // its own included, stops by itself.
 type Coordinator struct {
-	cfg   CoordinatorConfig
-	test  Test
-	self  string
-	plan  *Plan
+	cfg  CoordinatorConfig
+	test Test
+	self string
+	plan *Plan
 	// nodes are the test's nodes, the majority's base: every member that
 	// took part when it was planned (a share or not: a split may round a
 	// small one to nothing) and every node that had a share since.
