@@ -38,7 +38,7 @@ type NodeState struct {
 	Name        string  `json:"name"`
 	PeerID      string  `json:"peer_id"`
 	Region      string  `json:"region,omitempty"`
-	Rate        float64 `json:"rate"` // its planned rate now (arrivals/s), 0 when it has no share
+	Rate        float64 `json:"rate"` // its planned rate now, or from when the latest plan applies if later (arrivals/s); 0 when it has no share
 	Done        bool    `json:"done"`
 	Stopped     string  `json:"stopped,omitempty"`
 	LastSecond  int64   `json:"last_second"`
@@ -323,7 +323,7 @@ func (t *loadTest) nodeStatesLocked() []NodeState {
 			LastSecond: ns.LastT, StartSkewMs: float64(ns.StartSkew) / float64(time.Millisecond)}
 		if t.plan != nil {
 			if sh, ok := t.plan.Share(id); ok && !ns.Done && ns.Stopped == "" {
-				s.Rate = sh.Profile().RateAt(max(elapsed, 0))
+				s.Rate = sh.Profile().RateAt(max(elapsed, t.plan.Effective, 0))
 			}
 		}
 		out = append(out, s)

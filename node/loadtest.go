@@ -54,7 +54,10 @@ type loadTest struct {
 	lastReady  time.Time // readiness last published
 	noMajority bool      // logged once
 
-	committed atomic.Uint64 // math.Float64bits of the follower's Committed: this test's hold on capacity
+	committed atomic.Uint64            // math.Float64bits of the follower's Committed: this test's hold on capacity
+	following atomic.Pointer[[32]byte] // the digest of the plan followed, for this node's stats
+	late      bool                     // admitted from a member's list of running tests, not from the announcement
+	askReady  atomic.Bool              // a new node answered: publish this node's answer again, so it learns it
 
 	mu        sync.Mutex
 	state     string
@@ -72,8 +75,9 @@ type loadTest struct {
 	results   map[string]*storage.Series // by peer id, this node's own included
 	final     *FleetReport               // the report, kept once the test is retired
 	isRetired bool
-	runCancel context.CancelFunc   // cuts this node's run off
-	logged    map[string]time.Time // refusals logged, by sender
+	runCancel context.CancelFunc           // cuts this node's run off
+	logged    map[string]time.Time         // refusals logged, by sender
+	vouch     map[[32]byte]map[string]bool // per plan digest, the nodes whose results say they follow it
 }
 
 // event is an input for the loop.
@@ -109,7 +113,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 	return &loadTest{
 		reg: r, id: id, ann: a, body: body, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		log: r.n.log.With("test", id), admitted: time.Now(), inbox: make(chan event, 256),
-		follower: f, logged: map[string]time.Time{},
+		follower: f, logged: map[string]time.Time{}, vouch: map[[32]byte]map[string]bool{},
 		state: StatePending, declined: declined, sharers: map[string]bool{}, spans: map[string][2]int64{}, ready: map[string]Ready{},
 		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{},
 	}, nil
@@ -169,6 +173,8 @@ func (t *loadTest) onMessage(msg swarm.Message) {
 		if msg.Local {
 			return
 		}
+		t.mu.Lock()
+		t.mu.Unlock()
 		var l scheduler.Lease
 		if err := msg.DecodeBody(&l); err != nil {
 			t.logRefusal(msg.Sender, "bad lease: "+err.Error())
@@ -208,8 +214,13 @@ func (t *loadTest) logRefusal(from, why string) {
 
 func (t *loadTest) setReady(from string, rd Ready) {
 	t.mu.Lock()
+	_, known := t.ready[from]
 	t.ready[from] = rd
+	running := t.state == StateRunning
 	t.mu.Unlock()
+	if !known && running && from != t.reg.self {
+		t.askReady.Store(true) // a node that joined late learns who takes part
+	}
 }
 
 // publishReady tells the fleet whether this node takes part. Called from

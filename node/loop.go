@@ -76,7 +76,15 @@ func (t *loadTest) view(now time.Time) fleetView {
 }
 
 func (t *loadTest) followView(now time.Time, v fleetView) scheduler.FollowView {
-	return scheduler.FollowView{Ranked: v.ranked, Free: t.reg.free(t.id, now)}
+	fv := scheduler.FollowView{Ranked: v.ranked, Free: t.reg.free(t.id, now), Following: map[[32]byte][]string{}}
+	t.mu.Lock()
+	for d, nodes := range t.vouch {
+		for id := range nodes {
+			fv.Following[d] = append(fv.Following[d], id)
+		}
+	}
+	t.mu.Unlock()
+	return fv
 }
 
 // handle feeds one input to the follower and carries out what it asks.
@@ -161,6 +169,9 @@ func (t *loadTest) sync(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p != nil && p != t.plan {
+		d := p.Digest()
+		t.following.Store(&d)
+		t.vouchLocked(t.reg.self, d)
 		t.plan = p
 		t.trackSpansLocked(p)
 		if t.state == StatePending {
@@ -275,6 +286,12 @@ func (t *loadTest) takeLead(now time.Time, v fleetView, leader string) {
 	plan := t.follower.Plan()
 	switch {
 	case plan == nil:
+		if t.late {
+			// The test runs somewhere already (this node learned it from
+			// a member's list of running tests): it follows the plan that
+			// the test's nodes follow, and never plans it afresh.
+			return
+		}
 		first := len(v.ranked) > 0 && v.ranked[0] == self
 		// If the first in rank never plans (it froze, or lies), the second
 		// does after a while; followers accept a first plan from any member
@@ -351,6 +368,12 @@ func (t *loadTest) announce(now time.Time, v fleetView, p *scheduler.Plan) {
 // seconds while it accepted the test but has no share and the plan does
 // not say why (an answer given after the split: a node that joined late).
 func (t *loadTest) remindReady(now time.Time) {
+	if t.askReady.Load() && now.Sub(t.lastReady) >= time.Second {
+		t.askReady.Store(false)
+		t.lastReady = now
+		t.publishReady()
+		return
+	}
 	p := t.follower.Plan()
 	if p == nil {
 		if now.Sub(t.lastReady) >= 500*time.Millisecond {

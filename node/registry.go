@@ -188,7 +188,11 @@ func (r *registry) onFleetMessage(msg swarm.Message) {
 // admit starts following an announced test, and tells the fleet whether
 // this node takes part. It returns the test's id (derived from what its
 // submitter signed).
-func (r *registry) admit(a Announce) (string, error) {
+func (r *registry) admit(a Announce) (string, error) { return r.admitAs(a, false) }
+
+// admitAs is admit; late marks a test learned from a member's list of
+// running tests (catch-up): this node follows its plan and never plans it.
+func (r *registry) admitAs(a Announce, late bool) (string, error) {
 	id, body, err := a.open()
 	if err != nil {
 		return "", err
@@ -214,6 +218,7 @@ func (r *registry) admit(a Announce) (string, error) {
 	if err != nil {
 		return id, err
 	}
+	t.late = late
 	r.mu.Lock()
 	if _, ok := r.byID[id]; ok {
 		r.mu.Unlock()
@@ -378,38 +383,53 @@ func (r *registry) handleTestsFetch(ctx context.Context, from string, req swarm.
 	return swarm.NewEnvelope(TypeTestsList, wireVersion, "", out)
 }
 
-// catchUp asks up to two members for the tests that run now, and admits
-// them as if announced: a node that joins, or comes back, mid-test can
-// take a share at the next split.
+// catchUp asks members for the tests that run now, and admits them as if
+// announced: a node that joins, or comes back, mid-test can take a share at
+// the next split. Right after a join the transport to the others may not be
+// up yet, so it tries again a few times until one member has answered.
 func (r *registry) catchUp(ctx context.Context) {
-	var peers []string
-	for id := range r.view() {
-		if id != r.self {
-			peers = append(peers, id)
-		}
-	}
-	mrand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	req, err := swarm.NewEnvelope(TypeTestsFetch, wireVersion, "", TestsFetch{})
 	if err != nil {
 		return
 	}
-	for _, p := range peers[:min(2, len(peers))] {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := r.n.sw.Request(cctx, p, testsProtocol, req)
-		cancel()
-		if err != nil {
-			r.n.log.Debug("catch-up: a member did not answer", "peer", p, "error", err)
-			continue
+	wait := 500 * time.Millisecond
+	for attempt := 0; attempt < 5; attempt++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
-		var l TestsList
-		if err := resp.DecodeBody(&l); err != nil || len(l.Tests) > maxCatchUp {
-			r.n.log.Warn("catch-up: bad answer", "peer", p, "error", err)
-			continue
-		}
-		for _, a := range l.Tests {
-			if id, err := r.admit(a); err != nil {
-				r.n.log.Warn("catch-up: test refused", "test", id, "from", p, "error", err)
+		wait *= 2
+		var peers []string
+		for id := range r.view() {
+			if id != r.self {
+				peers = append(peers, id)
 			}
+		}
+		mrand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		answered := 0
+		for _, p := range peers[:min(3, len(peers))] {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := r.n.sw.Request(cctx, p, testsProtocol, req)
+			cancel()
+			if err != nil {
+				r.n.log.Debug("catch-up: a member did not answer", "peer", p, "error", err)
+				continue
+			}
+			var l TestsList
+			if err := resp.DecodeBody(&l); err != nil || len(l.Tests) > maxCatchUp {
+				r.n.log.Warn("catch-up: bad answer", "peer", p, "error", err)
+				continue
+			}
+			answered++
+			for _, a := range l.Tests {
+				if id, err := r.admitAs(a, true); err != nil {
+					r.n.log.Warn("catch-up: test refused", "test", id, "from", p, "error", err)
+				}
+			}
+		}
+		if answered > 0 || len(peers) == 0 {
+			return
 		}
 	}
 }

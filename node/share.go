@@ -48,7 +48,7 @@ func (t *loadTest) startRun(a scheduler.Action) {
 			t.mu.Lock()
 			t.record(self, &Stats{Name: name, Region: region}, sec.Clone())
 			t.mu.Unlock()
-			t.publish(TypeStats, Stats{Name: name, Region: region, Second: b})
+			t.publish(TypeStats, Stats{Name: name, Region: region, Second: b, Plan: t.followedDigest()})
 		},
 	}
 	t.log.Info("this node's share starts", "epoch", a.Plan.Epoch, "scheduler", a.Plan.Scheduler, "in", time.Until(start).Round(time.Millisecond).String())
@@ -74,7 +74,7 @@ func (t *loadTest) startRun(a scheduler.Action) {
 		if res != nil {
 			samples = res.Series.Samples
 		}
-		final := Stats{Name: name, Region: region, Done: true, Stopped: why, Samples: samples, StartSkew: max(skew, 0)}
+		final := Stats{Name: name, Region: region, Done: true, Stopped: why, Samples: samples, StartSkew: max(skew, 0), Plan: t.followedDigest()}
 		if len(samples) > 0 {
 			if err := t.reg.n.store.PutSamples(t.id, self, samples); err != nil {
 				t.log.Warn("could not store samples", "error", err)
@@ -108,4 +108,13 @@ func (t *loadTest) giveUp(why string) {
 	t.mu.Unlock()
 	t.log.Warn("this node's share ends", "why", why)
 	t.publish(TypeStats, Stats{Name: name, Region: region, Stopped: why})
+}
+
+// followedDigest is the digest of the plan this node follows, for its
+// stats (nil before the first).
+func (t *loadTest) followedDigest() []byte {
+	if d := t.following.Load(); d != nil {
+		return d[:]
+	}
+	return nil
 }

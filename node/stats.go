@@ -18,6 +18,12 @@ import (
 func (t *loadTest) onStats(from string, s *Stats) {
 	t.mu.Lock()
 	shared := t.sharers[from]
+	if len(s.Plan) == 32 {
+		// Which plan the sender follows counts even before this node
+		// knows the plan (it joined late): the follower weighs it only
+		// for nodes the plan gives a share.
+		t.vouchLocked(from, [32]byte(s.Plan))
+	}
 	t.mu.Unlock()
 	if !shared {
 		// Only nodes with a share report results: anything else would be
@@ -57,6 +63,26 @@ func (t *loadTest) onStats(from string, s *Stats) {
 			}
 		}
 	}
+}
+
+// vouchLocked notes that a node reports following a plan (by digest):
+// its latest report only, and a few plans at most.
+func (t *loadTest) vouchLocked(from string, d [32]byte) {
+	for k, nodes := range t.vouch {
+		if k != d && nodes[from] {
+			delete(nodes, from)
+			if len(nodes) == 0 {
+				delete(t.vouch, k)
+			}
+		}
+	}
+	if t.vouch[d] == nil {
+		if len(t.vouch) >= 8 {
+			return // a handful of plans at once is all a test has
+		}
+		t.vouch[d] = map[string]bool{}
+	}
+	t.vouch[d][from] = true
 }
 
 // lastSecond is the last second a node may report: the test's end plus

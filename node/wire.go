@@ -165,6 +165,9 @@ type Stats struct {
 	Samples   map[string][]string `cbor:"6,keyasint,omitempty"` // error samples, with Done
 	StartSkew time.Duration       `cbor:"7,keyasint,omitempty"` // how late its first arrival could go
 	Epoch     uint64              `cbor:"8,keyasint,omitempty"` // the plan epoch it follows
+	// Plan is the digest of the plan the node follows (scheduler.Plan.Digest):
+	// a node that joins late follows the plan most shareholders report.
+	Plan []byte `cbor:"9,keyasint,omitempty"`
 }
 
 // PlanFetch is the body of TypePlanFetch.

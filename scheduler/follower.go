@@ -85,6 +85,12 @@ type FollowView struct {
 	// Free is the rate this node can still give this test (its capacity
 	// less the shares of its other tests), in arrivals per second.
 	Free float64
+	// Following holds, per plan digest, the nodes that report (in their
+	// signed results) that they follow that plan. A node that joined a
+	// test late follows, as its first plan, one that a majority of its
+	// shareholders follow: it cannot tell otherwise which of two valid
+	// plans is the test's.
+	Following map[[32]byte][]string
 }
 
 // Input is one thing that happened, with the view at that moment.
@@ -512,7 +518,7 @@ func (f *Follower) acceptable(now time.Time, p *Plan, v FollowView) bool {
 	rank := slices.Index(v.Ranked, p.Scheduler)
 	switch {
 	case f.plan == nil:
-		return rank == 0 || rank > 0 && now.Sub(f.created) > f.cfg.FirstPlanWait
+		return rank == 0 || rank > 0 && now.Sub(f.created) > f.cfg.FirstPlanWait || vouched(p, v)
 	case p.Epoch > f.plan.Epoch:
 		if p.Scheduler == f.plan.Scheduler {
 			return true
@@ -525,6 +531,21 @@ func (f *Follower) acceptable(now time.Time, p *Plan, v FollowView) bool {
 		return rank >= 0 && (cur < 0 || rank < cur)
 	}
 	return false
+}
+
+// vouched: a majority of the plan's shareholders report following it.
+func vouched(p *Plan, v FollowView) bool {
+	nodes := v.Following[p.Digest()]
+	if len(nodes) == 0 {
+		return false
+	}
+	n := 0
+	for _, id := range nodes {
+		if _, ok := p.Share(id); ok {
+			n++
+		}
+	}
+	return 2*n > len(p.Shares)
 }
 
 // leaderGone: the scheduler followed is not in the view, or has sent

@@ -464,3 +464,31 @@ func TestRankForPutsTheSubmitterLast(t *testing.T) {
 		t.Fatal(r)
 	}
 }
+
+// TestFollowJoinsLate: a node that joins a running test knows nobody's
+// readiness yet, so it ranks nobody; it follows the plan that a majority
+// of the plan's shareholders report following, and nothing else.
+func TestFollowJoinsLate(t *testing.T) {
+	tr := newFtrace(t)
+	tr.view.Ranked = []string{"b"}
+	real := tr.mkPlan(3, "c", 0, "a=30 c=70")
+	fake := tr.mkPlan(9, "x", 0, "b=99 x=1") // valid on its own: 100/s of a 100/s test
+	tr.at(5 * time.Second)
+	// The rogue x vouches for its own plan (b's results are b's own: x
+	// cannot report for it); a alone for the real one.
+	tr.view.Following = map[[32]byte][]string{fake.Digest(): {"x"}, real.Digest(): {"a"}}
+	tr.plan("x", fake)
+	tr.plan("c", real)
+	tr.run(5100 * time.Millisecond)
+	tr.expect()
+	// c reports the real plan too: a majority of its shareholders.
+	tr.view.Following[real.Digest()] = []string{"a", "c"}
+	tr.run(5200 * time.Millisecond)
+	tr.expect()
+	if tr.f.Leader() != "c" {
+		t.Fatalf("leader %q", tr.f.Leader())
+	}
+	// Its share comes with c's next plan, from c: followed at once.
+	tr.plan("c", tr.mkPlan(4, "c", 6*time.Second, "a=25 b=25 c=50"))
+	tr.expect("5.2s start 0s-4.25s:0 4.25s-6s:0 6s-10s:25")
+}

@@ -86,6 +86,8 @@ func follow(ctx context.Context, c *node.Client, id string, opts *RunOptions) (n
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	var planned bool
+	var epoch uint64
+	shares := map[string]bool{}
 	for {
 		if ctx.Err() != nil && !stopped {
 			stopped = true
@@ -110,6 +112,18 @@ func follow(ctx context.Context, c *node.Client, id string, opts *RunOptions) (n
 				fmt.Fprintf(opts.IO.ErrOut, "  %s takes no part: %s\n", name, why)
 			}
 		}
+		if st.Start != nil && st.Epoch != epoch {
+			if epoch != 0 && !opts.Quiet {
+				printPlanChange(opts.IO.ErrOut, st, shares)
+			}
+			epoch = st.Epoch
+			clear(shares)
+			for _, ns := range st.NodeStates {
+				if ns.Rate > 0 {
+					shares[ns.Name] = true
+				}
+			}
+		}
 		over := st.Report != nil
 		for _, s := range st.Seconds {
 			if s.T < next || (!over && s.T > st.CompleteThrough) {
@@ -131,6 +145,39 @@ func follow(ctx context.Context, c *node.Client, id string, opts *RunOptions) (n
 		case <-ctx.Done():
 		}
 	}
+}
+
+// printPlanChange says what a new plan changed: who joined the test (a node
+// that joined the fleet mid-test, or took over a lost share), who left it,
+// and each node's rate now.
+func printPlanChange(w io.Writer, st node.TestStatus, before map[string]bool) {
+	var joined, rates []string
+	now := map[string]bool{}
+	for _, ns := range st.NodeStates {
+		if ns.Rate <= 0 {
+			continue
+		}
+		now[ns.Name] = true
+		rates = append(rates, fmt.Sprintf("%s=%s", ns.Name, fmtRate(ns.Rate)))
+		if !before[ns.Name] {
+			joined = append(joined, ns.Name)
+		}
+	}
+	var left []string
+	for name := range before {
+		if !now[name] {
+			left = append(left, name)
+		}
+	}
+	sort.Strings(left)
+	line := fmt.Sprintf("plan epoch %d by %s: %s/s", st.Epoch, st.Scheduler, strings.Join(rates, " "))
+	if len(joined) > 0 {
+		line += "; joined: " + strings.Join(joined, ", ")
+	}
+	if len(left) > 0 {
+		line += "; left: " + strings.Join(left, ", ")
+	}
+	fmt.Fprintln(w, line)
 }
 
 func printSecond(w io.Writer, s node.SecondStats) {
