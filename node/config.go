@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scheduler"
 )
 
@@ -104,6 +105,15 @@ type Config struct {
 	// Retention is how long this node keeps tests and results on disk.
 	// Default 720h (30 days). --retention, SWARM_RETENTION.
 	Retention time.Duration `yaml:"retention"`
+	// MaxDisk is the most disk the results store may use, as a size
+	// ("10GiB"); over it, the oldest finished tests are evicted (a log line
+	// each). Default "": no budget (the free-space floor still holds).
+	// --max-disk, SWARM_MAX_DISK.
+	MaxDisk string `yaml:"max_disk"`
+	// MinFreeDisk is the free space below which the node declines new
+	// tests (its writes stop at a quarter of it, before the file system
+	// fills). Default 512MiB. --min-free-disk, SWARM_MIN_FREE_DISK.
+	MinFreeDisk string `yaml:"min_free_disk"`
 
 	// Version is the software version that the node reports. Set by the CLI.
 	Version string `yaml:"-"`
@@ -174,6 +184,13 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention %s: must be >= 0 (0: the default)", c.Retention))
+	}
+	for _, f := range []struct{ name, v string }{{"max disk", c.MaxDisk}, {"min free disk", c.MinFreeDisk}} {
+		if f.v != "" {
+			if _, err := scenarios.ParseSize(f.v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			}
+		}
 	}
 	if c.CapacityPerSec < 0 {
 		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
@@ -310,6 +327,8 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	dur("SWARM_START_LEAD", &c.StartLead)
 	dur("SWARM_SIM_LATENCY", &c.SimLatency)
 	dur("SWARM_RETENTION", &c.Retention)
+	str("SWARM_MAX_DISK", &c.MaxDisk)
+	str("SWARM_MIN_FREE_DISK", &c.MinFreeDisk)
 	dur("SWARM_MAX_DURATION", &c.Policy.MaxDuration)
 	if v, ok := lookup("SWARM_DEBUG_API"); ok {
 		c.DebugAPI = v == "1" || strings.EqualFold(v, "true")

@@ -592,3 +592,45 @@ func startCounted(t *testing.T, n *node.Node, mk func(string, int, int) []byte, 
 	ct.setStart(*st.Start)
 	return ct, c, id, st
 }
+
+// TestFleetSchedulerIsolated: the scheduler is cut off from the fleet's
+// gossip and libp2p (its process and its link to the target intact). It
+// sees no majority, so it renews no lease and its own share stops at lease
+// expiry; the next in rank takes over and moves its share. Healed, it does
+// not take scheduling back. No second goes over 105%, and the test ends at
+// its rate.
+func TestFleetSchedulerIsolated(t *testing.T) {
+	nodes := fleet(t, 4)
+	const rate, secs = 200, 16
+	ct, _, id, st := startCounted(t, nodes[0], spec, rate, secs)
+	sched := byName(nodes, st.Scheduler)
+	var watcher *node.Node
+	for _, n := range nodes {
+		if n != sched && n != nodes[0] {
+			watcher = n
+			break
+		}
+	}
+	time.Sleep(time.Until(st.Start.Add(3 * time.Second))) // a point in the test, not a condition
+	sched.Isolate(true)
+	cutAt := time.Since(*st.Start)
+	wc := node.NewClient(watcher.APIAddr(), nil)
+	swarmtest.WaitFor(t, 10*time.Second, "another node leads", func() (bool, string) {
+		s, err := wc.Test(context.Background(), id, 0, false)
+		return err == nil && s.Scheduler != sched.Swarm().Name() && s.Epoch > st.Epoch, s.Scheduler
+	})
+	// The cut-off node, which still answers its own API, has found itself
+	// in a minority: its share paused at lease expiry.
+	sc := node.NewClient(sched.APIAddr(), nil)
+	swarmtest.WaitFor(t, 10*time.Second, "the cut-off scheduler pauses", func() (bool, string) {
+		s, err := sc.Test(context.Background(), id, 0, false)
+		return err == nil && (s.Paused || s.GaveUp != ""), fmt.Sprint(s.Paused, s.GaveUp, err)
+	})
+	sched.Isolate(false)
+	st = waitOver(t, wc, id, 40*time.Second)
+	checkRecovery(t, ct, rate, secs, int64(cutAt/time.Second)+8)
+	if st.Scheduler == sched.Swarm().Name() {
+		t.Fatalf("the isolated scheduler leads again after the heal (epoch %d)", st.Epoch)
+	}
+	t.Logf("cut at %s; led by %s from epoch %d; delivery %.1f%%", cutAt.Round(time.Millisecond), st.Scheduler, st.Epoch, 100*st.Report.Delivery.Ratio)
+}

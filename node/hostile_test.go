@@ -521,3 +521,63 @@ func TestHostileKillNamesTheGap(t *testing.T) {
 }
 
 var _ = sync.Mutex{}
+
+// Case 8: a test aimed at a node's own API reached POST /v1/debug/isolate
+// and cut the node out of the fleet. A node refuses its own listeners at
+// validation, and every fleet member's listeners (from membership) at each
+// dial, even where loopback is allowed.
+func TestHostileTargetsTheFleet(t *testing.T) {
+	nodes := fleet(t, 3)
+	victim := nodes[1]
+	doc := fmt.Sprintf("name: at-the-fleet\ntarget: http://%s\nduration: 2s\nload: {rate: 10}\nflow: weighted\nrequests:\n  - {name: isolate, method: POST, path: /v1/debug/isolate, headers: {Content-Type: application/json}, body: '{\"isolated\": true}'}\n  - {name: gossip, url: 'http://%s/'}\n",
+		victim.APIAddr(), victim.Swarm().GossipAddr())
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), []byte(doc), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitOver(t, c, id, 30*time.Second)
+	h, err := node.NewClient(victim.APIAddr(), nil).Health(context.Background())
+	if err != nil || h.Isolated || h.MembersAlive != 3 {
+		t.Fatalf("the victim: %+v %v", h, err)
+	}
+	if why := st.Excluded[victim.Swarm().Name()]; !contains(why, "own") && !contains(why, "listener") {
+		t.Errorf("the victim took part: excluded %v", st.Excluded)
+	}
+	rep := st.Report
+	if rep.Requests == 0 || rep.ErrorsByClass["policy"] != rep.Requests || rep.StatusClasses["2xx"] != 0 {
+		t.Fatalf("requests %d, errors %v, status %v, samples %v", rep.Requests, rep.ErrorsByClass, rep.StatusClasses, rep.Samples)
+	}
+	if s := strings.Join(rep.Samples["policy"], " "); !strings.Contains(s, "step isolate") || !strings.Contains(s, "step gossip") {
+		t.Fatalf("samples %v", rep.Samples)
+	}
+	t.Logf("every request refused before a packet: %v", rep.Samples["policy"])
+}
+
+// Case 10: a disk that fills while running ended in a crash; there was no
+// budget and no refusal. A node whose disk is nearly full (here: its floor
+// set above what any disk has) declines new tests, with the reason.
+func TestHostileDiskFull(t *testing.T) {
+	nodes := fleetWith(t, 1, "d", func(i int, c *node.Config) { c.MinFreeDisk = "1000000GiB" })
+	ct := newCountingTarget(t)
+	ct.setStart(time.Now())
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), spec(ct.srv.URL, 10, 2), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.TestStatus
+	swarmtest.WaitFor(t, 15*time.Second, "refused", func() (bool, string) {
+		st, err = c.Test(context.Background(), id, 0, false)
+		return err == nil && st.State == node.StateFailed, st.State
+	})
+	if !contains(st.Reason, "disk nearly full") {
+		t.Fatalf("reason %q", st.Reason)
+	}
+	if n := atMost(t, ct, 0, 2); n != 0 {
+		t.Fatalf("%d requests", n)
+	}
+	if _, err := c.Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

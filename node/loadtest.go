@@ -54,10 +54,11 @@ type loadTest struct {
 	lastReady  time.Time // readiness last published
 	noMajority bool      // logged once
 
-	committed atomic.Uint64            // math.Float64bits of the follower's Committed: this test's hold on capacity
-	following atomic.Pointer[[32]byte] // the digest of the plan followed, for this node's stats
-	late      bool                     // admitted from a member's list of running tests, not from the announcement
-	askReady  atomic.Bool              // a new node answered: publish this node's answer again, so it learns it
+	committed    atomic.Uint64            // math.Float64bits of the follower's Committed: this test's hold on capacity
+	following    atomic.Pointer[[32]byte] // the digest of the plan followed, for this node's stats
+	late         bool                     // admitted from a member's list of running tests, not from the announcement
+	askReady     atomic.Bool              // a new node answered: publish this node's answer again, so it learns it
+	noRoomLogged atomic.Int64             // when "disk nearly full" was last logged (Unix ns)
 
 	mu        sync.Mutex
 	state     string

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -125,8 +126,15 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	store, err := storage.OpenStore(storage.StoreConfig{Dir: filepath.Join(cfg.DataDir, "results"),
-		Retention: cfg.Retention, Small: true, Logger: n.log})
+	// Listening first: the API's address travels in the node's metadata.
+	scfgStore := storage.StoreConfig{Dir: filepath.Join(cfg.DataDir, "results"), Retention: cfg.Retention, Small: true, Logger: n.log}
+	if cfg.MaxDisk != "" {
+		scfgStore.MaxBytes, _ = scenarios.ParseSize(cfg.MaxDisk) // Validate checked it
+	}
+	if cfg.MinFreeDisk != "" {
+		scfgStore.MinFreeBytes, _ = scenarios.ParseSize(cfg.MinFreeDisk)
+	}
+	store, err := storage.OpenStore(scfgStore)
 	if err != nil {
 		return fmt.Errorf("results store: %w", err)
 	}
@@ -136,6 +144,7 @@ func (n *Node) Start(ctx context.Context) error {
 		store.Close()
 		return fmt.Errorf("api: %w", err)
 	}
+	scfg.Meta.API = apiLn.Addr().String()
 	sw, err := swarm.New(scfg)
 	if err != nil {
 		apiLn.Close()
@@ -345,8 +354,51 @@ func (n *Node) Close() error {
 // simulated latency, if any, is added to every connection.
 func (n *Node) transport(sc *scenarios.Scenario) *http.Transport {
 	tc := scenarios.TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight, Targets: n.targets}
+	dial := (&net.Dialer{Timeout: sc.Timeout, KeepAlive: 30 * time.Second}).DialContext
 	if n.cfg.SimLatency > 0 || n.cfg.SimJitter > 0 {
-		tc.Dial = scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter)
+		dial = scenarios.LatencyDial(nil, n.cfg.SimLatency, n.cfg.SimJitter)
+	}
+	// The target policy has checked the address against this node's own
+	// listeners; the fleet's are checked here, on the address about to be
+	// dialed (after resolution), from membership as it is now.
+	tc.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if err := n.memberEndpoint(addr); err != nil {
+			return nil, err
+		}
+		return dial(ctx, network, addr)
 	}
 	return scenarios.NewTransport(tc)
+}
+
+// memberEndpoint refuses an address that is a fleet member's gossip, p2p or
+// API listener: a test must not be able to aim at the fleet itself (on a
+// testnet every node is on loopback, which the testnet allows).
+func (n *Node) memberEndpoint(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	same := func(ep string) bool {
+		h, p, err := net.SplitHostPort(ep)
+		if err != nil || p != port {
+			return false
+		}
+		hip := net.ParseIP(h)
+		return hip != nil && ip != nil && (hip.Equal(ip) || hip.IsUnspecified())
+	}
+	for _, m := range n.sw.Members() {
+		eps := []string{m.Addr, m.Meta.API}
+		for _, a := range m.P2PAddrs {
+			if f := strings.Split(a, "/"); len(f) >= 5 && f[3] == "tcp" {
+				eps = append(eps, net.JoinHostPort(f[2], f[4]))
+			}
+		}
+		for _, ep := range eps {
+			if ep != "" && same(ep) {
+				return &scenarios.TargetError{Target: addr, Why: fmt.Sprintf("a listener of fleet member %s refused: a test may not aim at the fleet", m.Name)}
+			}
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -135,7 +136,17 @@ func (t *loadTest) record(from string, s *Stats, sec *storage.Second) {
 // keep stores a second of origin's results, as encoded by origin (this
 // node's own, or a replica).
 func (t *loadTest) keep(origin string, sec int64, b []byte) {
-	if err := t.reg.n.store.PutSecondBytes(t.id, origin, sec, b); err != nil {
+	err := t.reg.n.store.PutSecondBytes(t.id, origin, sec, b)
+	switch {
+	case err == nil:
+	case errors.Is(err, storage.ErrNoRoom):
+		// The disk is nearly full: the store refuses before it fills
+		// (no crash); say so once in a while, not every second.
+		if last := t.noRoomLogged.Load(); time.Since(time.Unix(0, last)) > 30*time.Second {
+			t.noRoomLogged.Store(time.Now().UnixNano())
+			t.log.Error("results not stored: disk nearly full", "error", err)
+		}
+	default:
 		t.log.Warn("could not store a second", "origin", origin, "t", sec, "error", err)
 	}
 }

@@ -73,7 +73,7 @@ type limitError struct {
 }
 
 func (e *limitError) Error() string {
-	return fmt.Sprintf("over the %s %s limit", formatSize(int64(e.limit)), e.what)
+	return fmt.Sprintf("over the %s %s limit", FormatSize(int64(e.limit)), e.what)
 }
 
 // budgetOf finds the evaluation's budget in its environment ($env, which
@@ -605,9 +605,9 @@ func jsonStringSize(s string) int {
 	return n
 }
 
-// formatSize writes a byte count for people: "1 MiB", "8 KiB", "1500
+// FormatSize writes a byte count for people: "1 MiB", "8 KiB", "1500
 // bytes".
-func formatSize(n int64) string {
+func FormatSize(n int64) string {
 	switch {
 	case n >= 1<<30 && n%(1<<30) == 0:
 		return strconv.FormatInt(n>>30, 10) + " GiB"
@@ -621,7 +621,7 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10) + " bytes"
 }
 
-// sizeUnits are the units parseSize knows, longest first so that "KiB"
+// sizeUnits are the units ParseSize knows, longest first so that "KiB"
 // is not read as "B".
 var sizeUnits = []struct {
 	name string
@@ -632,10 +632,11 @@ var sizeUnits = []struct {
 	{"bytes", 1}, {"byte", 1}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1},
 }
 
-// parseSize reads a byte count: "1048576", "512KiB", "1 MiB", "2MB", "64m".
+// ParseSize reads a byte count (a test file's max_body, a node's disk
+// budget): "1048576", "512KiB", "1 MiB", "2MB", "64m".
 // Units are case-insensitive; KiB, MiB, GiB (and K, M, G) are powers of
 // 1024, KB, MB, GB powers of 1000.
-func parseSize(s string) (int64, error) {
+func ParseSize(s string) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	i := 0
 	for i < len(t) && t[i] >= '0' && t[i] <= '9' {

@@ -294,9 +294,9 @@ func TestParseSize(t *testing.T) {
 		{"-5", 0, false},                   // no sign
 		{"5 parsecs", 0, false},            // unknown unit
 	} {
-		got, err := parseSize(tc.in)
+		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
 }
@@ -306,16 +306,16 @@ func FuzzParseSize(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseSize(s)
+		n, err := ParseSize(s)
 		if err != nil {
 			return
 		}
 		if n < 0 {
-			t.Fatalf("parseSize(%q) = %d", s, n)
+			t.Fatalf("ParseSize(%q) = %d", s, n)
 		}
-		// What formatSize writes reads back the same.
-		if back, err := parseSize(formatSize(n)); err != nil || back != n {
-			t.Fatalf("formatSize(%d) = %q reads back as %d, %v", n, formatSize(n), back, err)
+		// What FormatSize writes reads back the same.
+		if back, err := ParseSize(FormatSize(n)); err != nil || back != n {
+			t.Fatalf("FormatSize(%d) = %q reads back as %d, %v", n, FormatSize(n), back, err)
 		}
 	})
 }

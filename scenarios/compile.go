@@ -164,14 +164,14 @@ func compileMaxBody(errs *problems, path, v string, def int) int {
 	if v == "" {
 		return def
 	}
-	n, err := parseSize(v)
+	n, err := ParseSize(v)
 	switch {
 	case err != nil:
 		errs.add(path, "%v", err)
 	case n <= 0:
 		errs.add(path, "%q: must be > 0", v)
 	case n > MaxBodyLimit:
-		errs.add(path, "%s is over the limit of %s", formatSize(n), formatSize(MaxBodyLimit))
+		errs.add(path, "%s is over the limit of %s", FormatSize(n), FormatSize(MaxBodyLimit))
 	default:
 		return int(n)
 	}
@@ -192,13 +192,13 @@ func compileHeaders(errs *problems, path string, h map[string]string) map[string
 			continue
 		}
 		if n := t.textLen(); n > MaxHeaderValue {
-			errs.add(path+"."+k, "%d bytes of text, over the %s header value limit", n, formatSize(MaxHeaderValue))
+			errs.add(path+"."+k, "%d bytes of text, over the %s header value limit", n, FormatSize(MaxHeaderValue))
 		}
 		text += len(k) + t.textLen()
 		out[http.CanonicalHeaderKey(k)] = t
 	}
 	if text > MaxHeaderBytes {
-		errs.add(path, "%d bytes of text, over the %s header limit", text, formatSize(MaxHeaderBytes))
+		errs.add(path, "%d bytes of text, over the %s header limit", text, FormatSize(MaxHeaderBytes))
 	}
 	return out
 }
@@ -455,7 +455,7 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 			if rs.URL != "" {
 				field = ".url"
 			}
-			errs.add(path+field, "%d bytes of text, over the %s URL limit", st.URL.textLen(), formatSize(MaxURLBytes))
+			errs.add(path+field, "%d bytes of text, over the %s URL limit", st.URL.textLen(), FormatSize(MaxURLBytes))
 		}
 		st.Headers = compileHeaders(errs, path+".headers", rs.Headers)
 		st.MaxBody = compileMaxBody(errs, path+".max_body", rs.MaxBody, sc.MaxBody)
@@ -464,7 +464,7 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 			if err != nil {
 				errs.add(path+".body", "%v", err)
 			} else if t.textLen() > st.MaxBody {
-				errs.add(path+".body", "%d bytes of text, over the %s body limit (max_body)", t.textLen(), formatSize(int64(st.MaxBody)))
+				errs.add(path+".body", "%d bytes of text, over the %s body limit (max_body)", t.textLen(), FormatSize(int64(st.MaxBody)))
 			}
 			st.Body = t
 		}

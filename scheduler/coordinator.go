@@ -117,6 +117,10 @@ func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, e
 // Plan returns the current plan (nil before Begin or Resume).
 func (c *Coordinator) Plan() *Plan { return c.plan }
 
+// NoMajority reports whether the last Tick found no majority of the test's
+// nodes (and so renewed no lease).
+func (c *Coordinator) NoMajority() bool { return c.noMajority }
+
 // Begin makes the first plan: the test starts Lead from now. An infeasible
 // split is an error (the test is refused with the reason).
 func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {

@@ -24,6 +24,9 @@ type Meta struct {
 	CapacityPerSec int               // the most requests per second this node will generate; 0: none declared
 	CPUs           int               // cores the node may use; New fills in runtime.NumCPU() when 0
 	Tags           map[string]string // free-form labels, e.g. {"tier": "spot"}
+	// API is the node's local API address (host:port), so that the others
+	// can refuse to send a test's requests to it.
+	API string
 }
 
 // Clone returns a copy that shares no map with m.
@@ -60,6 +63,7 @@ type wireMeta struct {
 	Addrs    [][]byte          `cbor:"8,keyasint,omitempty"` // binary multiaddrs
 	Version  string            `cbor:"9,keyasint,omitempty"`
 	Leaving  bool              `cbor:"10,keyasint,omitempty"` // set by Leave just before memberlist's own leave
+	API      string            `cbor:"11,keyasint,omitempty"`
 }
 
 // nodeInfo is a member's metadata decoded.
@@ -75,7 +79,7 @@ func encodeMeta(info nodeInfo) ([]byte, error) {
 	w := wireMeta{
 		Region: info.meta.Region, Zone: info.meta.Zone, Org: info.meta.Org,
 		Capacity: info.meta.CapacityPerSec, CPUs: info.meta.CPUs, Tags: info.meta.Tags,
-		PeerID: []byte(info.peerID), Version: info.version, Leaving: info.leaving,
+		PeerID: []byte(info.peerID), Version: info.version, Leaving: info.leaving, API: info.meta.API,
 	}
 	for _, a := range info.addrs {
 		w.Addrs = append(w.Addrs, a.Bytes())
@@ -112,7 +116,7 @@ func decodeMeta(b []byte) (nodeInfo, error) {
 		return nodeInfo{}, fmt.Errorf("metadata: %w: %v", ErrMalformed, err)
 	}
 	info := nodeInfo{
-		meta:    Meta{Region: w.Region, Zone: w.Zone, Org: w.Org, CapacityPerSec: w.Capacity, CPUs: w.CPUs, Tags: w.Tags},
+		meta:    Meta{Region: w.Region, Zone: w.Zone, Org: w.Org, CapacityPerSec: w.Capacity, CPUs: w.CPUs, Tags: w.Tags, API: w.API},
 		version: w.Version,
 		leaving: w.Leaving,
 	}

@@ -47,6 +47,8 @@ type JoinOptions struct {
 	Allow      []string
 	MaxDur     time.Duration
 	DebugAPI   bool
+	MaxDisk    string
+	MinFree    string
 
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
@@ -57,7 +59,7 @@ type JoinOptions struct {
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
 	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
-	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api"}
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api", "max-disk", "min-free-disk"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -152,6 +154,8 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.DurationVar(&opts.SimJitter, "sim-jitter", 0, "random extra simulated latency, uniform in 0..jitter")
 	f.StringArrayVar(&opts.Trust, "trust", nil, "run only tests signed by this node (peer id, or its name in the fleet; repeat; default: any member)")
 	f.StringArrayVar(&opts.Allow, "allow-target", nil, "send requests only to this host, domain suffix (.example.com), IP or CIDR (repeat; default: any host but loopback, link-local and this node's own addresses; 127.0.0.0/8 allows loopback)")
+	f.StringVar(&opts.MaxDisk, "max-disk", "", "most disk the results store may use, e.g. 10GiB; over it the oldest finished tests go (default: no budget)")
+	f.StringVar(&opts.MinFree, "min-free-disk", "", "decline new tests below this much free disk (default 512MiB)")
 	f.BoolVar(&opts.DebugAPI, "debug-api", false, "serve fault-injection endpoints on the API (POST /v1/debug/isolate); swarm testnet sets it")
 	f.DurationVar(&opts.MaxDur, "max-duration", 0, "decline tests longer than this (default: no limit)")
 	return cmd
@@ -226,6 +230,8 @@ func (o *JoinOptions) Config() (node.Config, error) {
 	if o.Changed["debug-api"] {
 		c.DebugAPI = o.DebugAPI
 	}
+	set("max-disk", &c.MaxDisk, o.MaxDisk)
+	set("min-free-disk", &c.MinFreeDisk, o.MinFree)
 	if len(o.Seeds) > 0 {
 		c.Seeds = o.Seeds
 	}
