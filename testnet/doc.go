@@ -15,8 +15,11 @@
 //     and errors, gateway retries and an autoscaler, with Prometheus
 //     metrics.
 //
-// Cutting a node off from the fleet is Pause (SIGSTOP): the node also stops
-// its traffic, so it does not show the lease rule of a partitioned node
-// that still reaches the target. A real partition needs per-node network
-// rules (root), which the testnet avoids so that it runs anywhere.
+// Faults without root: Kill (SIGKILL, a crash), Pause and Resume (SIGSTOP
+// and SIGCONT: a frozen process), Isolate and Heal (a partition: the node's
+// gossip and libp2p traffic is dropped in userspace through its debug API,
+// while it still reaches the target), and Add (a node that joins mid-test).
+//
+// Both variants use the same lease and start lead by default (1500ms and
+// 1s): shrunk, as every node is on one host.
 package testnet

@@ -51,7 +51,8 @@ type UpConfig struct {
 	// TargetArgs are extra flags for `swarm target`.
 	TargetArgs []string
 	// LeaseTTL and StartLead are the nodes' --lease-ttl and --start-lead:
-	// short, as every node is on one host. Default 2s and 1s.
+	// short, as every node is on one host. Default 1500ms and 1s, as the
+	// in-process fleet of package fleettest.
 	LeaseTTL, StartLead time.Duration
 	// Wait bounds how long Up waits for the fleet to form. Default 60s.
 	Wait time.Duration
@@ -354,7 +355,7 @@ func (c UpConfig) withDefaults() UpConfig {
 		c.RTTs = DefaultRTTs
 	}
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 2 * time.Second
+		c.LeaseTTL = 1500 * time.Millisecond
 	}
 	if c.StartLead == 0 {
 		c.StartLead = time.Second

@@ -94,17 +94,18 @@ Exit codes: 0 passed, 99 a threshold failed, 1 any other error.`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	// Every command, in one place (one file each).
 	root.AddCommand(
+		NewCmdJoin(ios, nil),
 		NewCmdRun(ios, nil),
+		NewCmdTests(ios, nil),
+		NewCmdStop(ios, nil),
+		NewCmdResults(ios, nil),
+		NewCmdPeers(ios, nil),
 		NewCmdValidate(ios, nil),
+		NewCmdKeygen(ios, nil),
+		NewCmdTestnet(ios, nil),
 		NewCmdTarget(ios, nil),
 	)
-	for _, add := range extraCommands {
-		root.AddCommand(add(ios))
-	}
 	return root
 }
-
-// extraCommands lets each subcommand file register itself without editing
-// this file (keeps parallel work on separate files).
-var extraCommands []func(IO) *cobra.Command

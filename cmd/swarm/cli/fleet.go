@@ -337,10 +337,3 @@ func stopRun(ctx context.Context, opts *StopOptions) error {
 	fmt.Fprintf(opts.IO.Out, "stopping test %s on every node\n", opts.ID)
 	return nil
 }
-
-func init() {
-	extraCommands = append(extraCommands,
-		func(ios IO) *cobra.Command { return NewCmdTests(ios, nil) },
-		func(ios IO) *cobra.Command { return NewCmdStop(ios, nil) },
-	)
-}

@@ -12,14 +12,6 @@ import (
 	"github.com/loadswarm/loadswarm/node"
 )
 
-func init() {
-	extraCommands = append(extraCommands,
-		func(ios IO) *cobra.Command { return NewCmdJoin(ios, nil) },
-		func(ios IO) *cobra.Command { return NewCmdPeers(ios, nil) },
-		func(ios IO) *cobra.Command { return NewCmdKeygen(ios, nil) },
-	)
-}
-
 // JoinOptions are the flags of `swarm join`.
 type JoinOptions struct {
 	IO         IO

@@ -112,7 +112,3 @@ func printResults(w io.Writer, r node.Results) {
 	_ = report.WriteText(w, &r.Report, nil)
 	fmt.Fprintf(w, "%d node(s) answered, %d bytes moved\n", r.Answered, r.BytesMoved)
 }
-
-func init() {
-	extraCommands = append(extraCommands, func(ios IO) *cobra.Command { return NewCmdResults(ios, nil) })
-}

@@ -14,10 +14,6 @@ import (
 	"github.com/loadswarm/loadswarm/testnet"
 )
 
-func init() {
-	extraCommands = append(extraCommands, func(ios IO) *cobra.Command { return NewCmdTestnet(ios, nil) })
-}
-
 // TestnetOptions are the flags of `swarm testnet ACTION`.
 type TestnetOptions struct {
 	IO     IO
@@ -117,7 +113,7 @@ detector (a dead node is seen in about 2s).`,
 	uf.StringVar(&opts.Latency, "latency", "", "simulated round trip per region: REGION=RTT[±JITTER],... (\"+-\" works for \"±\")")
 	uf.BoolVar(&opts.NoTarget, "no-target", false, "do not start the demo target")
 	uf.StringVar(&opts.TargetFlags, "target-flags", "", "extra flags for the demo target, as one string (see swarm target --help)")
-	uf.DurationVar(&opts.LeaseTTL, "lease-ttl", 2*time.Second, "nodes' --lease-ttl")
+	uf.DurationVar(&opts.LeaseTTL, "lease-ttl", 1500*time.Millisecond, "nodes' --lease-ttl")
 	uf.DurationVar(&opts.StartLead, "start-lead", time.Second, "nodes' --start-lead")
 	uf.DurationVar(&opts.Wait, "wait", time.Minute, "how long to wait for the fleet to form")
 

@@ -32,7 +32,7 @@ func TestTestnetFlags(t *testing.T) {
 	}{
 		{"up defaults", []string{"up"}, func(o *TestnetOptions) bool {
 			return o.Action == "up" && o.Nodes == 3 && strings.Join(o.Regions, ",") == "eu-west,us-east,ap-south" &&
-				o.Dir == testnet.DefaultDir && !o.NoTarget && o.LeaseTTL == 2*time.Second && o.Wait == time.Minute
+				o.Dir == testnet.DefaultDir && !o.NoTarget && o.LeaseTTL == 1500*time.Millisecond && o.Wait == time.Minute
 		}, ""},
 		{"up with everything", []string{"up", "-n", "4", "--regions", "eu-west,us-east", "--dir", "/tmp/x", "--no-target",
 			"--latency", "eu-west=10ms", "--target-flags", "--retries 3", "--lease-ttl", "1s"}, func(o *TestnetOptions) bool {
