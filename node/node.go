@@ -1,7 +1,15 @@
 // Package node runs one Loadswarm process: it loads the config, the
-// identity and the fleet key from disk, starts the swarm, joins the fleet
-// and serves the local HTTP API. Later parts (tests, scheduler, storage)
-// plug in by registering routes on Mux and using Swarm.
+// identity and the fleet key from disk, starts the swarm, joins the fleet,
+// serves the local HTTP API, and runs this node's part of every test.
+//
+// Files by role: node.go (the process), config.go and policy.go (what the
+// operator allows), wire.go (every message and its limits), registry.go
+// (the tests this node knows: admission, readiness, capacity, catch-up),
+// loadtest.go (one test: state and outcomes), loop.go (the goroutine that
+// drives a test's scheduler.Follower and scheduler.Coordinator), share.go
+// (this node's run of its share), stats.go (results, replicas, the test's
+// record), results.go (queries over the fleet), api*.go and client.go (the
+// local API and its client).
 package node
 
 import (
