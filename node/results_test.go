@@ -2,11 +2,15 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/report"
+	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/storage"
 )
@@ -134,5 +138,81 @@ func TestResultsOutliveANode(t *testing.T) {
 	}
 	if !found || res.Requests >= total {
 		t.Fatalf("with no replica left: missing %v, %d of %d requests", res.MissingNodes, res.Requests, total)
+	}
+}
+
+// TestOneReport: for the same stored data, the live report, `swarm
+// results` and a --local report of the merged series give the same numbers,
+// the same thresholds and the same region names.
+func TestOneReport(t *testing.T) {
+	nodes := fleet(t, 3)
+	ct := newCountingTarget(t)
+	body := []byte(fmt.Sprintf(`name: one
+target: %s
+duration: 3s
+load: {rate: 150}
+flow: weighted
+requests: [{name: a, weight: 2}, {name: b, path: /b}]
+thresholds: ['p99 < 5000', 'regions["r-n1"].requests > 0', 'steps["b"].requests > 0']
+`, ct.srv.URL))
+	id, st := runTest(t, nodes, 0, body)
+	live := st.Report
+	c := node.NewClient(nodes[1].APIAddr(), nil)
+	res, err := c.Results(context.Background(), id, []string{"region", "node", "step"}, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// --local on the same data: every node's stored seconds merged into
+	// one series, as if one host had sent them all.
+	all := storage.NewSeries()
+	for _, n := range nodes {
+		s, err := n.Store().Series(id, n.Swarm().PeerID(), 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := all.Merge(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc, err := scenarios.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := report.Local(sc, all, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what string, a, b any) {
+		t.Helper()
+		x, _ := json.Marshal(a)
+		y, _ := json.Marshal(b)
+		if string(x) != string(y) {
+			t.Errorf("%s differs:\n%s\n%s", what, x, y)
+		}
+	}
+	same("live vs results: summary", live.Summary, res.Summary)
+	same("live vs results: by step", live.ByStep, res.ByStep)
+	same("live vs results: by region", live.ByRegion, res.ByRegion)
+	same("live vs results: by node", live.ByNode, res.ByNode)
+	same("live vs results: thresholds", live.Thresholds, res.Thresholds)
+	same("live vs results: delivery", live.Delivery, res.Delivery)
+	same("live vs local: summary", live.Summary, local.Summary)
+	same("live vs local: by step", live.ByStep, local.ByStep)
+	same("live vs local: series", live.Series, local.Series)
+	if live.Status != "passed" || res.Status != live.Status {
+		t.Errorf("status: live %s, results %s (%+v)", live.Status, res.Status, live.Thresholds)
+	}
+	// --local has no regions: its region rule fails, the others agree.
+	for i, th := range local.Thresholds {
+		if strings.HasPrefix(th.Expr, "regions") {
+			if th.Pass {
+				t.Errorf("--local passed a region rule: %+v", th)
+			}
+			continue
+		}
+		same("live vs local: "+th.Expr, live.Thresholds[i], th)
+	}
+	if len(live.ByRegion) != 3 || live.Requests != 450 {
+		t.Errorf("regions %v, %d requests", live.ByRegion, live.Requests)
 	}
 }

@@ -12,7 +12,7 @@ type Summary struct {
 	Planned       int64            `json:"planned"`
 	ErrorRate     float64          `json:"error_rate"`      // Errors/Requests, 0 when none
 	ErrorsByClass map[string]int64 `json:"errors_by_class"` // Dim.Error -> Errors, for classes with errors
-	StatusClasses map[string]int64 `json:"status"`          // Dim.Status ("2xx") -> Requests, for requests with a response
+	StatusClasses map[string]int64 `json:"status_classes"`  // Dim.Status ("2xx") -> Requests, for requests with a response
 	BytesIn       int64            `json:"bytes_in"`
 	BytesOut      int64            `json:"bytes_out"`
 	DurationSec   float64          `json:"duration_s"` // seconds from the first to the last with planned arrivals (see span)
