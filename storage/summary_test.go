@@ -172,7 +172,7 @@ func TestSummaryJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"arrivals", "bytes_in", "bytes_out", "dropped", "duration_s", "error_rate", "errors",
-		"errors_by_class", "latency_ms", "planned", "rate", "requests", "service_ms", "status"}
+		"errors_by_class", "latency_ms", "planned", "rate", "requests", "service_ms", "status_classes"}
 	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, want) {
 		t.Errorf("keys %v, want %v", got, want)
 	}
