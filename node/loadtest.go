@@ -46,13 +46,14 @@ type loadTest struct {
 	inbox    chan event
 
 	// Owned by the loop goroutine.
-	follower   *scheduler.Follower
-	coord      *scheduler.Coordinator
-	ctl        *scenarios.Control // the share's run, nil before it starts
-	lastTick   time.Time
-	quietUntil time.Time // no scheduling until then (after a freeze)
-	lastReady  time.Time // readiness last published
-	noMajority bool      // logged once
+	follower    *scheduler.Follower
+	coord       *scheduler.Coordinator
+	ctl         *scenarios.Control // the share's run, nil before it starts
+	lastTick    time.Time
+	quietUntil  time.Time // no scheduling until then (after a freeze)
+	lastReady   time.Time // readiness last published
+	noMajority  bool      // logged once
+	steppedDown bool      // this node led the test and gave the lead up
 
 	committed    atomic.Uint64            // math.Float64bits of the follower's Committed: this test's hold on capacity
 	following    atomic.Pointer[[32]byte] // the digest of the plan followed, for this node's stats
@@ -146,15 +147,24 @@ func (t *loadTest) start() {
 	}()
 }
 
-// post hands an input to the loop. It drops the input when the inbox is
-// full (a flood: the swarm's rate limits make it rare) rather than block a
-// reader.
+// post hands an input to the loop. A plan or a lease read from the topic
+// is dropped when the inbox is full (a flood, which the swarm's rate
+// limits make rare: a lease comes again within a second, a missed plan is
+// fetched) rather than block the reader; anything else (a stop, a fetched
+// plan, the end of the run) waits for room.
 func (t *loadTest) post(ev event) {
+	if ev.kind == scheduler.InPlan || ev.kind == scheduler.InLease {
+		select {
+		case t.inbox <- ev:
+		case <-t.ctx.Done():
+		default:
+			t.logRefusal(ev.from, "test inbox full: a plan or lease was dropped")
+		}
+		return
+	}
 	select {
 	case t.inbox <- ev:
 	case <-t.ctx.Done():
-	default:
-		t.log.Warn("test inbox full: an input was dropped", "kind", int(ev.kind), "from", ev.from)
 	}
 }
 

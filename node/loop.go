@@ -129,12 +129,18 @@ func (t *loadTest) apply(now time.Time, acts []scheduler.Action, cause event) {
 		case scheduler.ActStart:
 			t.startRun(a)
 		case scheduler.ActUpdate:
-			t.ctl.Update(a.Profile)
+			if t.ctl != nil {
+				t.ctl.Update(a.Profile)
+			}
 		case scheduler.ActPause:
-			t.ctl.Update(a.Profile)
+			if t.ctl != nil {
+				t.ctl.Update(a.Profile)
+			}
 			t.log.Warn("lease expired: this node's share is paused until a lease comes")
 		case scheduler.ActResume:
-			t.ctl.Update(a.Profile)
+			if t.ctl != nil {
+				t.ctl.Update(a.Profile)
+			}
 			t.log.Info("lease back: this node's share resumes")
 		case scheduler.ActDeadline:
 			if t.ctl != nil {
@@ -211,6 +217,7 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 	if t.coord != nil && leader != self {
 		t.log.Info("another node leads the test now: stepping down", "leader", leader)
 		t.coord = nil
+		t.steppedDown = true
 	}
 	if t.coord == nil {
 		t.takeLead(now, v, leader)
@@ -239,6 +246,7 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		// its own epoch.
 		t.log.Warn("no majority of the test's nodes: stepping down as its scheduler")
 		t.coord = nil
+		t.steppedDown = true
 		return
 	}
 	if out.Plan != nil {
@@ -315,7 +323,11 @@ func (t *loadTest) takeLead(now time.Time, v fleetView, leader string) {
 	default:
 		silent := t.follower.SilentFor(now) > t.reg.fcfg.LeaseTTL
 		_, alive := v.accepted[leader]
-		if alive && !silent {
+		if alive && (!silent || t.steppedDown) {
+			// A node that gave the lead up takes it again only from a
+			// leader that is gone from the view, not one that merely went
+			// quiet for a moment (after a heal, its gossip takes a moment
+			// to flow again): no flip-flop between two schedulers.
 			return
 		}
 		rest := slices.DeleteFunc(slices.Clone(v.ranked), func(id string) bool { return id == leader })
