@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loadswarm/loadswarm/node"
+	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/swarm"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
@@ -201,8 +202,8 @@ func TestHostileScheduler(t *testing.T) {
 	lie := func(epoch uint64, sched string) {
 		p := scheduler.Plan{TestID: id, Epoch: epoch, Scheduler: sched, Start: time.Now().Add(500 * time.Millisecond), LeaseTTL: time.Minute}
 		for _, n := range nodes {
-			p.Shares = append(p.Shares, scheduler.PlanShare{Node: n.Swarm().PeerID(), Seed: 1,
-				Segments: []scheduler.WireSegment{{Start: 0, Dur: int64(25 * time.Second), From: 100, To: 100}}})
+			p.Shares = append(p.Shares, scheduler.Share{Node: n.Swarm().PeerID(), Seed: 1,
+				Segments: []scenarios.Segment{{Start: 0, Dur: 25 * time.Second, From: 100, To: 100}}})
 		}
 		r.say(topic, node.TypePlan, id, p)
 		r.say(topic, node.TypeLease, id, scheduler.Lease{TestID: id, Epoch: epoch, Scheduler: r.sw.PeerID(), TTL: time.Minute,

@@ -32,7 +32,7 @@ func FuzzWire(f *testing.F) {
 		{TypeTestReady, Ready{ID: "t", Accept: true, Free: 10}},
 		{TypeTestStop, Stop{ID: "t", Reason: "r"}},
 		{TypeStats, Stats{Name: "n", Second: []byte{0xa0}}},
-		{TypePlan, scheduler.Plan{TestID: "t", Epoch: 1, Scheduler: "a", Shares: []scheduler.PlanShare{{Node: "a", Segments: []scheduler.WireSegment{{Dur: 1e9, From: 1, To: 1}}}}}},
+		{TypePlan, scheduler.Plan{TestID: "t", Epoch: 1, Scheduler: "a", Shares: []scheduler.Share{{Node: "a", Segments: []scenarios.Segment{{Dur: 1e9, From: 1, To: 1}}}}}},
 		{TypeLease, scheduler.Lease{TestID: "t", Epoch: 1, Scheduler: "a", TTL: time.Second, Nodes: []string{"a"}}},
 		{TypeQuery, Query{TestID: "t", Resolution: 1}},
 		{TypeQueryResult, QueryAnswer{Parts: []QueryPart{{Origin: "a", Total: []byte{0xa0}}}}},

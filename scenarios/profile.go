@@ -6,12 +6,13 @@ import (
 )
 
 // Segment is a piece of an arrival profile: over [Start, Start+Dur) the rate
-// moves linearly from From to To arrivals per second.
+// moves linearly from From to To arrivals per second. It travels as it is
+// in plans (durations in nanoseconds).
 type Segment struct {
-	Start time.Duration
-	Dur   time.Duration
-	From  float64
-	To    float64
+	Start time.Duration `cbor:"1,keyasint"`
+	Dur   time.Duration `cbor:"2,keyasint"`
+	From  float64       `cbor:"3,keyasint"`
+	To    float64       `cbor:"4,keyasint"`
 }
 
 // hits returns the expected arrivals in the first x seconds of the segment.

@@ -129,7 +129,7 @@ func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
 		return nil, err
 	}
 	c.plan = &Plan{TestID: c.test.ID, Epoch: 1, Scheduler: c.self, Start: now.Add(c.cfg.Lead),
-		Shares: wireShares(sp), Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.cfg.LeaseTTL}
+		Shares: sp.Shares, Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.cfg.LeaseTTL}
 	for _, s := range c.plan.Shares {
 		c.nodes[s.Node] = true
 	}
@@ -351,14 +351,6 @@ func members(v View, exclude map[string]bool) []Member {
 	return out
 }
 
-func wireShares(sp *Split) []PlanShare {
-	out := make([]PlanShare, len(sp.Shares))
-	for i, s := range sp.Shares {
-		out[i] = PlanShare{Node: s.Node, Region: s.Region, Segments: toWire(s.Segments), Seed: s.Seed}
-	}
-	return out
-}
-
 // rebalanceCooldown spaces out moves of load off slow nodes, so that a
 // node's new share shows in its results before it is judged again.
 const rebalanceCooldown = 10 * time.Second
@@ -425,7 +417,7 @@ func (c *Coordinator) restSplit(eff time.Duration, v View) (rest scenarios.Profi
 // test count as leased from now.
 func (c *Coordinator) adopt(now time.Time, eff time.Duration, sp *Split, excluded map[string]string) *Plan {
 	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
-		Effective: eff, Shares: wireShares(sp), Excluded: excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
+		Effective: eff, Shares: sp.Shares, Excluded: excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
 	for _, s := range c.plan.Shares {
 		if !c.nodes[s.Node] {
 			c.nodes[s.Node] = true

@@ -195,7 +195,7 @@ func TestCoordinatorConfigValidate(t *testing.T) {
 }
 
 func TestPlanValidate(t *testing.T) {
-	good := Plan{TestID: "t", Epoch: 1, Scheduler: "a", Shares: []PlanShare{{Node: "a", Segments: []WireSegment{{Start: 0, Dur: 1e9, From: 1, To: 1}}}}}
+	good := Plan{TestID: "t", Epoch: 1, Scheduler: "a", Shares: []Share{{Node: "a", Segments: []scenarios.Segment{{Start: 0, Dur: 1e9, From: 1, To: 1}}}}}
 	if err := good.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +206,10 @@ func TestPlanValidate(t *testing.T) {
 		"nan rate":       func(p *Plan) { p.Shares[0].Segments[0].To = nan() },
 		"no node":        func(p *Plan) { p.Shares[0].Node = "" },
 		"negative start": func(p *Plan) { p.Effective = -1 },
-		"too long":       func(p *Plan) { p.Shares[0].Segments[0].Dur = int64(48 * time.Hour) },
+		"too long":       func(p *Plan) { p.Shares[0].Segments[0].Dur = 48 * time.Hour },
 	} {
 		p := good
-		p.Shares = []PlanShare{{Node: "a", Segments: append([]WireSegment(nil), good.Shares[0].Segments...)}}
+		p.Shares = []Share{{Node: "a", Segments: append([]scenarios.Segment(nil), good.Shares[0].Segments...)}}
 		mut(&p)
 		if p.Validate() == nil {
 			t.Errorf("%s: accepted", name)

@@ -224,7 +224,7 @@ type Follower struct {
 	offset      map[string]time.Duration // per scheduler: the smallest (receipt - sent) of its leases
 	sharers     map[string]bool          // every node with a share in a plan followed
 
-	share    *PlanShare        // this node's share in the plan followed; nil: none
+	share    *Share            // this node's share in the plan followed; nil: none
 	profile  scenarios.Profile // what the run follows
 	started  bool              // ActStart was given
 	running  bool              // started and not yet ended
@@ -266,9 +266,9 @@ func (f *Follower) Leader() string {
 }
 
 // Share is this node's share in the plan followed.
-func (f *Follower) Share() (PlanShare, bool) {
+func (f *Follower) Share() (Share, bool) {
 	if f.share == nil {
-		return PlanShare{}, false
+		return Share{}, false
 	}
 	return *f.share, true
 }
@@ -823,7 +823,7 @@ func peakFrom(p scenarios.Profile, t time.Duration) float64 {
 }
 
 // sameShare: the same rates over the same segments.
-func sameShare(a, b PlanShare) bool {
+func sameShare(a, b Share) bool {
 	return slices.Equal(a.Segments, b.Segments)
 }
 

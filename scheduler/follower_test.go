@@ -49,11 +49,11 @@ func (tr *ftrace) mkPlan(e uint64, sched string, eff time.Duration, shares strin
 		name, val, _ := strings.Cut(kv, "=")
 		node = name
 		fmt.Sscan(val, &rate)
-		segs := []WireSegment{{Start: 0, Dur: int64(10 * time.Second), From: rate, To: rate}}
+		segs := []scenarios.Segment{{Start: 0, Dur: 10 * time.Second, From: rate, To: rate}}
 		if eff > 0 {
-			segs = []WireSegment{{Start: 0, Dur: int64(eff)}, {Start: int64(eff), Dur: int64(10*time.Second - eff), From: rate, To: rate}}
+			segs = []scenarios.Segment{{Start: 0, Dur: eff}, {Start: eff, Dur: 10*time.Second - eff, From: rate, To: rate}}
 		}
-		p.Shares = append(p.Shares, PlanShare{Node: node, Segments: segs, Seed: 7})
+		p.Shares = append(p.Shares, Share{Node: node, Segments: segs, Seed: 7})
 	}
 	return p
 }
@@ -383,7 +383,7 @@ func TestCheckPlanAgainstBruteForce(t *testing.T) {
 		n := 1 + rng.IntN(4)
 		for j := range n {
 			share := randomSegs(rng, 3).Scale(1 / float64(n) * (0.8 + 0.4*rng.Float64()))
-			p.Shares = append(p.Shares, PlanShare{Node: fmt.Sprint(j), Segments: toWire(share.Segments())})
+			p.Shares = append(p.Shares, Share{Node: fmt.Sprint(j), Segments: share.Segments()})
 		}
 		got := CheckPlan(p, test) == nil
 		want := true
@@ -431,7 +431,7 @@ func TestCheckPlanAcceptsSplits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Plan{TestID: "t", Epoch: 1, Scheduler: "0", Shares: wireShares(sp)}
+	p := &Plan{TestID: "t", Epoch: 1, Scheduler: "0", Shares: sp.Shares}
 	if err := CheckPlan(p, prof); err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestCheckPlanAcceptsSplits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = &Plan{TestID: "t", Epoch: 2, Scheduler: "0", Effective: 4 * time.Second, Shares: wireShares(sp)}
+	p = &Plan{TestID: "t", Epoch: 2, Scheduler: "0", Effective: 4 * time.Second, Shares: sp.Shares}
 	if err := CheckPlan(p, prof); err != nil {
 		t.Fatal(err)
 	}

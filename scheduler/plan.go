@@ -24,7 +24,7 @@ type Plan struct {
 	Scheduler string        `cbor:"3,keyasint"` // the scheduler's node id
 	Start     time.Time     `cbor:"4,keyasint"` // the test's time 0: every node starts its share then
 	Effective time.Duration `cbor:"5,keyasint"` // offset into the test from which these shares apply
-	Shares    []PlanShare   `cbor:"6,keyasint"`
+	Shares    []Share       `cbor:"6,keyasint"`
 	// Excluded says why a member takes no part (not selected, declined,
 	// capacity 0, lost).
 	Excluded map[string]string `cbor:"7,keyasint,omitempty"`
@@ -34,45 +34,20 @@ type Plan struct {
 	LeaseTTL time.Duration `cbor:"9,keyasint,omitempty"`
 }
 
-// PlanShare is one node's share on the wire.
-type PlanShare struct {
-	Node     string        `cbor:"1,keyasint"`
-	Region   string        `cbor:"2,keyasint,omitempty"`
-	Segments []WireSegment `cbor:"3,keyasint"`
-	Seed     uint64        `cbor:"4,keyasint"`
-}
-
-// WireSegment is a profile segment on the wire (nanoseconds).
-type WireSegment struct {
-	Start int64   `cbor:"1,keyasint"`
-	Dur   int64   `cbor:"2,keyasint"`
-	From  float64 `cbor:"3,keyasint"`
-	To    float64 `cbor:"4,keyasint"`
-}
-
 // Limits on plans from the network.
 const (
 	MaxShares   = 100_000
 	MaxSegments = 20_000
 )
 
-// Profile returns the share's profile.
-func (s PlanShare) Profile() scenarios.Profile {
-	segs := make([]scenarios.Segment, len(s.Segments))
-	for i, g := range s.Segments {
-		segs[i] = scenarios.Segment{Start: time.Duration(g.Start), Dur: time.Duration(g.Dur), From: g.From, To: g.To}
-	}
-	return scenarios.NewProfile(segs)
-}
-
 // Share returns the plan's share for a node.
-func (p *Plan) Share(node string) (PlanShare, bool) {
+func (p *Plan) Share(node string) (Share, bool) {
 	for _, s := range p.Shares {
 		if s.Node == node {
 			return s, true
 		}
 	}
-	return PlanShare{}, false
+	return Share{}, false
 }
 
 // Nodes lists the nodes with a share.
@@ -108,7 +83,7 @@ func (p *Plan) Validate() error {
 			errs = append(errs, fmt.Errorf("plan: shares[%d]: %d segments, over %d", i, len(s.Segments), MaxSegments))
 			continue
 		}
-		var at int64
+		var at time.Duration
 		for j, g := range s.Segments {
 			if g.Start != at || g.Dur <= 0 || !(g.From >= 0) || !(g.To >= 0) || g.From > scenarios.MaxRate || g.To > scenarios.MaxRate {
 				errs = append(errs, fmt.Errorf("plan: shares[%d].segments[%d]: not contiguous, or a bad rate", i, j))
@@ -116,19 +91,11 @@ func (p *Plan) Validate() error {
 			}
 			at += g.Dur
 		}
-		if time.Duration(at) > scenarios.MaxDuration {
+		if at > scenarios.MaxDuration {
 			errs = append(errs, fmt.Errorf("plan: shares[%d]: longer than %s", i, scenarios.MaxDuration))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func toWire(segs []scenarios.Segment) []WireSegment {
-	out := make([]WireSegment, len(segs))
-	for i, g := range segs {
-		out[i] = WireSegment{Start: int64(g.Start), Dur: int64(g.Dur), From: g.From, To: g.To}
-	}
-	return out
 }
 
 // Lease renews the shares of the listed nodes for TTL from its receipt.

@@ -20,12 +20,13 @@ type Member struct {
 
 // Share is one node's part of a test: its own arrival profile (the same
 // breakpoints as the test's) and its own seed, so that Poisson arrivals on
-// different nodes are independent.
+// different nodes are independent. It is what a split makes and what a
+// plan carries.
 type Share struct {
-	Node     string
-	Region   string
-	Segments []scenarios.Segment
-	Seed     uint64
+	Node     string              `cbor:"1,keyasint"`
+	Region   string              `cbor:"2,keyasint,omitempty"`
+	Segments []scenarios.Segment `cbor:"3,keyasint"`
+	Seed     uint64              `cbor:"4,keyasint"`
 }
 
 // Profile returns the share as a profile the executor runs.
