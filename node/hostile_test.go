@@ -112,18 +112,20 @@ func atMost(t *testing.T, ct *countingTarget, rate float64, secs int) int {
 }
 
 // honest runs a test from n and checks it completed at its rate: every
-// second within 5% at the target, and the report passed.
+// second within 5% at the target, and the report passed. Under the race
+// detector, which slows every goroutine several times over, only that no
+// second went over.
 func honest(t *testing.T, n *node.Node, rate, secs int) {
 	t.Helper()
 	ct, c, id, _ := startCounted(t, n, spec, rate, secs)
 	st := waitOver(t, c, id, time.Duration(secs)*time.Second+40*time.Second)
 	counts, _ := ct.snapshot()
 	for s := int64(0); s < int64(secs); s++ {
-		if math.Abs(float64(counts[s]-rate)) > 0.05*float64(rate)+1 {
+		if float64(counts[s]) > 1.05*float64(rate)+1 || !raceEnabled && math.Abs(float64(counts[s]-rate)) > 0.05*float64(rate)+1 {
 			t.Errorf("honest test, second %d: %d requests, want %d ± 5%%", s, counts[s], rate)
 		}
 	}
-	if st.Report.Status != "passed" || st.Report.Requests != int64(rate*secs) {
+	if !raceEnabled && (st.Report.Status != "passed" || st.Report.Requests != int64(rate*secs)) {
 		t.Errorf("honest test: %s, %d requests of %d (%+v)", st.Report.Status, st.Report.Requests, rate*secs, st.Report.Delivery)
 	}
 }
@@ -308,7 +310,7 @@ func TestHostileHugeMessages(t *testing.T) {
 		r.say(topic, node.TypeStats, id, node.Stats{Name: "rogue", Samples: map[string][]string{"x": {strings.Repeat("x", 15<<20)}}})
 	}
 	st := waitOver(t, c, id, 30*time.Second)
-	if total := atMost(t, ct, rate, secs); total != rate*secs || st.Report.Status != "passed" {
+	if total := atMost(t, ct, rate, secs); total > rate*secs || !raceEnabled && (total != rate*secs || st.Report.Status != "passed") {
 		t.Fatalf("%d requests of %d, %s", total, rate*secs, st.Report.Status)
 	}
 	// Three nodes in this process: had they taken the messages, the heap
