@@ -142,10 +142,10 @@ func TestHostileForgedSubmitter(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := node.IDOf(a)
-	r.say(r.fleet, node.TypeTestAnnounce, id, a)
 	c := node.NewClient(nodes[1].APIAddr(), nil)
 	var st node.TestStatus
 	swarmtest.WaitFor(t, 15*time.Second, "the forged test is refused", func() (bool, string) {
+		r.say(r.fleet, node.TypeTestAnnounce, id, a) // again, until it is known: gossip may drop the first
 		st, err = c.Test(context.Background(), id, 0, false)
 		return err == nil && st.State == node.StateFailed, fmt.Sprint(st.State, err)
 	})
@@ -199,9 +199,10 @@ func TestHostileScheduler(t *testing.T) {
 	if _, err := nodes[0].SubmitSigned(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
-	// It accepts the test, then lies for as long as the test lasts.
-	r.say(r.fleet, node.TypeTestReady, id, node.Ready{ID: id, Accept: true, Name: "rogue", Free: 1000})
+	// It accepts the test (again and again, as honest nodes do until there
+	// is a plan), then lies for as long as the test lasts.
 	lie := func(epoch uint64, sched string) {
+		r.say(r.fleet, node.TypeTestReady, id, node.Ready{ID: id, Accept: true, Name: "rogue", Free: 1000})
 		p := scheduler.Plan{TestID: id, Epoch: epoch, Scheduler: sched, Start: time.Now().Add(500 * time.Millisecond), LeaseTTL: time.Minute}
 		for _, n := range nodes {
 			p.Shares = append(p.Shares, scheduler.Share{Node: n.Swarm().PeerID(), Seed: 1,

@@ -26,8 +26,10 @@ func (t *loadTest) loop() {
 			return
 		case ev := <-t.inbox:
 			t.handle(time.Now(), ev)
-		case now := <-tick.C:
-			if over := t.tick(now); over {
+		case <-tick.C:
+			// The clock now, not the tick's: after a freeze the ticker
+			// holds a stale tick, and a lease must be judged on real time.
+			if over := t.tick(time.Now()); over {
 				t.retire()
 				return
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
@@ -530,8 +529,6 @@ func joinReasons(m map[string]string) string {
 	sort.Strings(l)
 	return strings.Join(l, "; ")
 }
-
-var errClosing = errors.New("node closing")
 
 // scenarioOf is a stored test's compiled scenario: the one in memory when
 // the test is, else compiled from its record once and kept (a few).

@@ -35,7 +35,7 @@ func (t *loadTest) startRun(a scheduler.Action) {
 	t.mu.Unlock()
 	tr := t.reg.n.transport(t.sc)
 	cfg := scenarios.RunConfig{
-		Scenario: t.sc, Profile: &prof, Start: start, Seed: a.Seed, Control: ctl, Transport: tr,
+		Scenario: t.sc, Profile: &prof, Start: start, Seed: a.Seed, Control: ctl, Transport: tr, MaxLate: t.reg.n.cfg.MaxLate,
 		OnSecond: func(sec *storage.Second) {
 			b, err := storage.EncodeSecond(sec)
 			if err != nil {

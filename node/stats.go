@@ -206,22 +206,6 @@ func (t *loadTest) behindLocked(now time.Time) map[string]float64 {
 	return out
 }
 
-// mergedLocked returns the fleet-wide series: every node's results merged.
-func (t *loadTest) mergedLocked() (*storage.Series, error) {
-	out := storage.NewSeries()
-	ids := make([]string, 0, len(t.results))
-	for id := range t.results {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if err := out.Merge(t.results[id]); err != nil {
-			return nil, fmt.Errorf("merge results of %s: %w", id, err)
-		}
-	}
-	return out, nil
-}
-
 // recordLocked is the test as the store keeps it.
 func (t *loadTest) recordLocked() storage.TestRecord {
 	rec := storage.TestRecord{ID: t.id, Name: t.sc.Name, Spec: t.body.Spec, Target: t.body.Target,

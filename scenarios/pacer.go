@@ -1,7 +1,6 @@
 package scenarios
 
 import (
-	"math"
 	"math/rand/v2"
 	"time"
 )
@@ -100,6 +99,3 @@ const (
 	ArrivalsUniform = "uniform"
 	ArrivalsPoisson = "poisson"
 )
-
-// roundRate hides float noise in rates shown to people.
-func roundRate(r float64) float64 { return math.Round(r*1000) / 1000 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -228,7 +227,3 @@ func (c *dnsCache) resolve(ctx context.Context, host string) ([]netip.Addr, int,
 	c.mu.Unlock()
 	return addrs, 0, nil
 }
-
-// targetURL joins a rendered URL; a template may produce garbage, which is
-// a request error of class "other", not a crash.
-func targetURL(s string) (*url.URL, error) { return url.Parse(s) }

@@ -17,7 +17,6 @@ import (
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/report"
 	"github.com/loadswarm/loadswarm/scenarios"
-	"github.com/loadswarm/loadswarm/storage"
 )
 
 // defaultAPI is the node API address: SWARM_API, or the default.
@@ -213,27 +212,6 @@ func printNodes(w io.Writer, rep *node.FleetReport) {
 		s := rep.ByNode[n.Name]
 		fmt.Fprintf(tw, "  %s\t%s\t%d requests\tp50 %s\tp99 %s\t%s\n", n.Name, dash(n.Region), s.Requests,
 			fmtMs(s.Latency.P50), fmtMs(s.Latency.P99), state)
-	}
-	tw.Flush()
-}
-
-// printGroups prints a table of summaries by a dimension (region, node).
-func printGroups(w io.Writer, dim string, groups map[string]storage.Summary) {
-	if len(groups) == 0 {
-		return
-	}
-	names := make([]string, 0, len(groups))
-	for k := range groups {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	fmt.Fprintf(w, "\nby %s:\n", dim)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\trequests\terrors\treq/s\tp50\tp90\tp95\tp99\tmax\t\n", dim)
-	for _, k := range names {
-		s := groups[k]
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", k, s.Requests, s.Errors, fmtRate(s.Rate.Requests),
-			fmtMs(s.Latency.P50), fmtMs(s.Latency.P90), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), fmtMs(s.Latency.Max))
 	}
 	tw.Flush()
 }

@@ -41,6 +41,7 @@ type JoinOptions struct {
 	DebugAPI   bool
 	MaxDisk    string
 	MinFree    string
+	MaxLate    time.Duration
 
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
@@ -51,7 +52,7 @@ type JoinOptions struct {
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
 	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
-	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api", "max-disk", "min-free-disk"}
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api", "max-disk", "min-free-disk", "max-late"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -148,6 +149,7 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.StringArrayVar(&opts.Allow, "allow-target", nil, "send requests only to this host, domain suffix (.example.com), IP or CIDR (repeat; default: any host but loopback, link-local and this node's own addresses; 127.0.0.0/8 allows loopback)")
 	f.StringVar(&opts.MaxDisk, "max-disk", "", "most disk the results store may use, e.g. 10GiB; over it the oldest finished tests go (default: no budget)")
 	f.StringVar(&opts.MinFree, "min-free-disk", "", "decline new tests below this much free disk (default 512MiB)")
+	f.DurationVar(&opts.MaxLate, "max-late", 0, "count an arrival as missed when it would go out later than this (default 50ms: no burst after a stall)")
 	f.BoolVar(&opts.DebugAPI, "debug-api", false, "serve fault-injection endpoints on the API (POST /v1/debug/isolate); swarm testnet sets it")
 	f.DurationVar(&opts.MaxDur, "max-duration", 0, "decline tests longer than this (default: no limit)")
 	return cmd
@@ -201,7 +203,7 @@ func (o *JoinOptions) Config() (node.Config, error) {
 		v   time.Duration
 	}{"lease-ttl": {&c.LeaseTTL, o.LeaseTTL}, "start-lead": {&c.StartLead, o.StartLead},
 		"sim-latency": {&c.SimLatency, o.SimLatency}, "sim-jitter": {&c.SimJitter, o.SimJitter},
-		"max-duration": {&c.Policy.MaxDuration, o.MaxDur}} {
+		"max-duration": {&c.Policy.MaxDuration, o.MaxDur}, "max-late": {&c.MaxLate, o.MaxLate}} {
 		if o.Changed[flag] {
 			*v.dst = v.v
 		}
