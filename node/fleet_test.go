@@ -238,7 +238,7 @@ func checkRecovery(t *testing.T, ct *countingTarget, rate, secs int, recoverBy i
 	for s := int64(0); s < int64(secs); s++ {
 		c := counts[s]
 		line = append(line, fmt.Sprint(c))
-		if float64(c) > 1.05*float64(rate) {
+		if float64(c) > overshoot*float64(rate) {
 			t.Errorf("second %d: %d requests, over 105%% of %d/s", s, c, rate)
 		}
 		if s >= recoverBy && s < int64(secs)-1 && math.Abs(float64(c-rate)) > tolerance*float64(rate) {

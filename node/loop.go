@@ -241,16 +241,6 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 	if out.Note != "" {
 		t.log.Info(out.Note)
 	}
-	if t.coord.NoMajority() {
-		// Cut off from most of the test's nodes, this node leases nothing
-		// and leads no more: the majority side takes over, and after a
-		// heal this node follows it rather than competing with a plan of
-		// its own epoch.
-		t.log.Warn("no majority of the test's nodes: stepping down as its scheduler")
-		t.coord = nil
-		t.steppedDown = true
-		return
-	}
 	if out.Plan != nil {
 		t.announce(now, v, out.Plan)
 	}

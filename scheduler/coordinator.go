@@ -92,6 +92,11 @@ type Coordinator struct {
 	moved      map[string]bool      // lost nodes whose share was reassigned
 	lastLease  time.Time
 	noMajority bool
+	// regained is when the majority came back after a time without: the
+	// coordinator listens two lease periods before it acts again, for the
+	// plan of a node that took over meanwhile (its driver then steps
+	// down) rather than competing with a plan of its own.
+	regained time.Time
 	// slow caps the capacity of nodes found falling behind, and when, so a
 	// node is not rebalanced again before Cooldown.
 	slow map[string]float64
@@ -169,7 +174,15 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 	if c.plan == nil {
 		return out
 	}
-	// Who is gone?
+	// Who is gone? A node taken for gone that is back (a false suspicion)
+	// before its share moved is not: its share never went to anyone else.
+	for n, why := range c.lost {
+		_, alive := v.Alive[n]
+		_, stopped := v.Stopped[n]
+		if alive && !stopped && !c.moved[n] && why == "not alive in the fleet" {
+			delete(c.lost, n)
+		}
+	}
 	for _, s := range c.plan.Shares {
 		if _, gone := c.lost[s.Node]; gone {
 			continue
@@ -195,7 +208,15 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		c.noMajority = true
 		return out
 	}
-	c.noMajority = false
+	if c.noMajority {
+		c.noMajority = false
+		c.regained = now
+		out.Note = fmt.Sprintf("sees %d of the test's %d nodes again: listening %s for a node that took over before leasing", alive, len(c.nodes), 2*c.cfg.LeaseEvery)
+		return out
+	}
+	if now.Before(c.regained.Add(2 * c.cfg.LeaseEvery)) {
+		return out
+	}
 
 	// Move the shares of lost nodes whose leases have run out.
 	var ready []string

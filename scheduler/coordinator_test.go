@@ -132,12 +132,14 @@ func TestTracePartition(t *testing.T) {
 	delete(tr.alive, "c")
 	tr.run(10 * time.Second)
 	tr.expect("1.25s note: sees 1 of the test's 3 nodes")
-	// Healed: leases resume for whoever is left in the plan... b and c were
-	// lost meanwhile, so only a is leased, and it is alone: still no majority.
+	// Healed: without a majority a moved nothing, so b and c count again.
+	// a listens two lease periods before it leases: b's takeover plan
+	// (epoch 2) reaches its node meanwhile, whose driver then steps down.
 	tr.join("b")
 	tr.join("c")
-	tr.run(time.Second)
-	tr.expect()
+	tr.lease = ""
+	tr.run(3 * time.Second)
+	tr.expect("11.25s note: sees 3 of the test's 3 nodes again", "13.25s lease a,b,c")
 }
 
 func TestTraceStoppedNodeAndJoin(t *testing.T) {
@@ -237,4 +239,27 @@ func TestTraceSlowNodeSheds(t *testing.T) {
 	tr.behind = map[string]float64{"a": 10, "b": 10, "c": 10}
 	tr.run(10 * time.Second)
 	tr.expect()
+}
+
+func TestTraceMajorityBackListensFirst(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	tr.c.Begin(tr.now, tr.view())
+	tr.run(time.Second)
+	tr.expect("250ms lease a,b,c")
+	// a loses b and c for a moment (a false suspicion, say): no leases.
+	delete(tr.alive, "b")
+	delete(tr.alive, "c")
+	tr.run(500 * time.Millisecond)
+	tr.expect("1.25s note: sees 1 of the test's 3 nodes")
+	// They are back before their leases ran out: a listens two lease
+	// periods (a node that took over would be heard by then), then leases
+	// again; nothing was lost, nothing moves.
+	tr.join("b")
+	tr.join("c")
+	tr.lease = ""
+	tr.run(3 * time.Second)
+	tr.expect(
+		"1.75s note: sees 3 of the test's 3 nodes again",
+		"3.75s lease a,b,c",
+	)
 }
