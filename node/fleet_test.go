@@ -186,12 +186,8 @@ func TestFleetRefusesBadAndInfeasibleTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.TestStatus
-	swarmtest.WaitFor(t, 10*time.Second, "test refused", func() (bool, string) {
-		st, err = c.Test(context.Background(), id, 0, false)
-		return err == nil && st.State == node.StateFailed, st.State
-	})
-	if !contains(st.Reason, "need 5000/s") || !contains(st.Reason, "2000/s") {
+	st := waitRefused(t, c, id, "need 5000/s")
+	if !contains(st.Reason, "2000/s") {
 		t.Fatalf("reason: %q", st.Reason)
 	}
 	// The nodes keep running.
@@ -372,14 +368,7 @@ func TestFleetPolicyDecline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s node.TestStatus
-	swarmtest.WaitFor(t, 10*time.Second, "refused", func() (bool, string) {
-		s, err = sc.Test(context.Background(), id, 0, false)
-		return err == nil && s.State == node.StateFailed, s.State
-	})
-	if !contains(s.Reason, "not trusted") {
-		t.Fatalf("reason %q", s.Reason)
-	}
+	waitRefused(t, sc, id, "not trusted")
 }
 
 // TestFleetSlowNodeSheds: a node that cannot keep up (here: a far, slow
@@ -640,4 +629,20 @@ func TestFleetSchedulerIsolated(t *testing.T) {
 		t.Fatalf("the isolated scheduler leads again after the heal (epoch %d)", st.Epoch)
 	}
 	t.Logf("cut at %s; led by %s from epoch %d; delivery %.1f%%", cutAt.Round(time.Millisecond), st.Scheduler, st.Epoch, 100*st.Report.Delivery.Ratio)
+}
+
+// waitRefused waits until a test has failed (it could not run), and checks
+// that its reason says why.
+func waitRefused(t *testing.T, c *node.Client, id, why string) node.TestStatus {
+	t.Helper()
+	var st node.TestStatus
+	swarmtest.WaitFor(t, 15*time.Second, "test "+id+" refused", func() (bool, string) {
+		var err error
+		st, err = c.Test(context.Background(), id, 0, false)
+		return err == nil && st.State == node.StateFailed, fmt.Sprint(st.State, err)
+	})
+	if !contains(st.Reason, why) {
+		t.Fatalf("reason %q, want %q", st.Reason, why)
+	}
+	return st
 }

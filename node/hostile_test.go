@@ -341,14 +341,7 @@ func TestHostileCapacityAcrossTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.TestStatus
-	swarmtest.WaitFor(t, 15*time.Second, "the second test is refused", func() (bool, string) {
-		st, err = c.Test(context.Background(), idB, 0, false)
-		return err == nil && st.State == node.StateFailed, st.State
-	})
-	if !contains(st.Reason, "no free capacity") {
-		t.Fatalf("reason %q", st.Reason)
-	}
+	waitRefused(t, c, idB, "no free capacity")
 	waitOver(t, c, idA, 30*time.Second)
 	atMost(t, ctA, rate, secs)
 	if n := atMost(t, ctB, 0, 3); n != 0 {
@@ -570,14 +563,7 @@ func TestHostileDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.TestStatus
-	swarmtest.WaitFor(t, 15*time.Second, "refused", func() (bool, string) {
-		st, err = c.Test(context.Background(), id, 0, false)
-		return err == nil && st.State == node.StateFailed, st.State
-	})
-	if !contains(st.Reason, "disk nearly full") {
-		t.Fatalf("reason %q", st.Reason)
-	}
+	waitRefused(t, c, id, "disk nearly full")
 	if n := atMost(t, ct, 0, 2); n != 0 {
 		t.Fatalf("%d requests", n)
 	}
