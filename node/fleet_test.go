@@ -234,7 +234,7 @@ func checkRecovery(t *testing.T, ct *countingTarget, rate, secs int, recoverBy i
 	for s := int64(0); s < int64(secs); s++ {
 		c := counts[s]
 		line = append(line, fmt.Sprint(c))
-		if float64(c) > overshoot*float64(rate) {
+		if float64(c) > 1.05*float64(rate) {
 			t.Errorf("second %d: %d requests, over 105%% of %d/s", s, c, rate)
 		}
 		if s >= recoverBy && s < int64(secs)-1 && math.Abs(float64(c-rate)) > tolerance*float64(rate) {
@@ -404,7 +404,9 @@ func TestFleetSlowNodeSheds(t *testing.T) {
 		t.Fatalf("no rebalance (epoch %d)", st.Epoch)
 	}
 	for s := int64(9); s < secs-1; s++ {
-		if math.Abs(float64(counts[s]-rate)) > 0.05*rate {
+		// Under the race detector a stalled pacer misses arrivals (a dip);
+		// a second over the plan fails either way.
+		if float64(counts[s]) > 1.05*rate || !raceEnabled && math.Abs(float64(counts[s]-rate)) > 0.05*rate {
 			t.Errorf("second %d: %d requests, want %d ± 5%% after the rebalance", s, counts[s], rate)
 		}
 	}

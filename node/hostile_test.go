@@ -100,7 +100,7 @@ func atMost(t *testing.T, ct *countingTarget, rate float64, secs int) int {
 	var line []string
 	for s, c := range counts {
 		total += c
-		if float64(c) > overshoot*rate+0.5 {
+		if float64(c) > 1.05*rate+0.5 {
 			t.Errorf("second %d: %d requests at the target, over 105%% of %g/s", s, c, rate)
 		}
 	}
@@ -121,7 +121,7 @@ func honest(t *testing.T, n *node.Node, rate, secs int) {
 	st := waitOver(t, c, id, time.Duration(secs)*time.Second+40*time.Second)
 	counts, _ := ct.snapshot()
 	for s := int64(0); s < int64(secs); s++ {
-		if float64(counts[s]) > overshoot*float64(rate)+1 || !raceEnabled && math.Abs(float64(counts[s]-rate)) > 0.05*float64(rate)+1 {
+		if float64(counts[s]) > 1.05*float64(rate)+1 || !raceEnabled && math.Abs(float64(counts[s]-rate)) > 0.05*float64(rate)+1 {
 			t.Errorf("honest test, second %d: %d requests, want %d ± 5%%", s, counts[s], rate)
 		}
 	}

@@ -26,11 +26,6 @@ func localConfig(t *testing.T, name, dataDir string, seeds ...string) node.Confi
 	c.Version = "v-test"
 	c.Policy.AllowTargets = []string{"127.0.0.0/8"} // the tests' targets are on loopback
 	c.DebugAPI = true
-	if raceEnabled {
-		// The race detector stalls the pacer for tens of milliseconds at a
-		// time: tests that count every arrival would see them missed.
-		c.MaxLate = 2 * time.Second
-	}
 	return c
 }
 
