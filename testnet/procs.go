@@ -66,6 +66,9 @@ type Proc struct {
 	PID  int      `json:"pid"`
 	Args []string `json:"args"` // after the binary: what restart runs again
 	Log  string   `json:"log"`
+	// Binary is the executable it was started from, to recognise it in the
+	// moment of its exec before its command line is set.
+	Binary string `json:"binary,omitempty"`
 }
 
 // NodeProc is a node process.
@@ -229,10 +232,20 @@ func (p *Proc) owned() bool {
 	if err != nil {
 		return !dirExists("/proc/self") // cannot tell: trust the pid
 	}
-	args := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-	if len(args) == 0 {
-		return false
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", p.PID))
+	return p.ownedBy(b, exe)
+}
+
+// ownedBy says whether a process with this command line and executable is
+// p. execve wakes the parent (our cmd.Start returns) before the kernel
+// sets the new argv: for that moment the command line reads empty, but the
+// executable is already the new one. Kernel threads, also empty, have no
+// executable.
+func (p *Proc) ownedBy(cmdline []byte, exe string) bool {
+	if len(cmdline) == 0 {
+		return p.Binary != "" && exe == p.Binary
 	}
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
 	return slices.Equal(args[1:], p.Args)
 }
 
@@ -287,6 +300,12 @@ func (p *Proc) start(binary string) error {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	p.PID = cmd.Process.Pid
+	p.Binary = cmd.Path
+	if abs, err := filepath.Abs(cmd.Path); err == nil {
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			p.Binary = real
+		}
+	}
 	go func() { _ = cmd.Wait() }() // reap it if this process outlives it
 	return nil
 }
