@@ -49,6 +49,10 @@ type RunConfig struct {
 	// OnStart, when set, is called with the time the arrival loop actually
 	// began (Start, or later if the executor woke late): start skew.
 	OnStart func(time.Time)
+	// OnRequest, when set, sees every finished request (not those cut
+	// off by the run's own stop), on the worker goroutine that sent it: it
+	// must be quick, safe for concurrent use, and not keep the event.
+	OnRequest func(*RequestEvent)
 	// MaxLate is how late past its scheduled time an arrival may still be
 	// sent. An arrival the pacer reaches later than that (the process was
 	// frozen, the VM suspended, the pacer starved) is not sent: it is
