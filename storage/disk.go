@@ -470,9 +470,9 @@ func (s *Store) dropDead() error {
 		if rec, err := encodeTest(&TestRecord{ID: id, State: "expired", Reason: "being removed by retention"}); err == nil {
 			entries = append(entries, badger.NewEntry(testKey(id), rec))
 		}
-		entries = append(entries,
-			badger.NewEntry(testResultsPrefix(kindSecond, id), nil),
-			badger.NewEntry(testResultsPrefix(kindSamples, id), nil))
+		for _, kind := range resultKinds {
+			entries = append(entries, badger.NewEntry(testResultsPrefix(kind, id), nil))
+		}
 		for _, e := range entries {
 			if err := wb.SetEntry(e.WithTTL(markerTTL)); err != nil {
 				return fmt.Errorf("retention: mark test %q: %w", id, err)
@@ -492,7 +492,10 @@ func (s *Store) dropDead() error {
 func testPrefixes(ids ...string) [][]byte {
 	var out [][]byte
 	for _, id := range ids {
-		out = append(out, testKey(id), testResultsPrefix(kindSecond, id), testResultsPrefix(kindSamples, id))
+		out = append(out, testKey(id))
+		for _, kind := range resultKinds {
+			out = append(out, testResultsPrefix(kind, id))
+		}
 	}
 	return out
 }
@@ -506,7 +509,7 @@ func (s *Store) deadTestsLocked() ([]string, error) {
 		// Every version, keys only; one seek per test and kind.
 		all := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
 		defer all.Close()
-		for _, kind := range []byte{kindTest, kindSecond, kindSamples} {
+		for _, kind := range append([]byte{kindTest}, resultKinds...) {
 			prefix := []byte{keyVersion, kind}
 			for all.Seek(prefix); all.ValidForPrefix(prefix); {
 				id, _, ok := parseID(all.Item().Key()[len(prefix):])
@@ -529,7 +532,7 @@ func (s *Store) deadTestsLocked() ([]string, error) {
 				return err
 			}
 			alive := false
-			for _, kind := range []byte{kindSecond, kindSamples} {
+			for _, kind := range resultKinds {
 				p := testResultsPrefix(kind, id)
 				if live.Seek(p); live.ValidForPrefix(p) {
 					alive = true

@@ -23,6 +23,7 @@ import (
 //	test record   01 't' len(test) test
 //	second        01 'r' len(test) test len(origin) origin T (8 bytes, big-endian)
 //	error samples 01 's' len(test) test len(origin) origin
+//	observed      01 'o' len(test) test len(origin) origin T (8 bytes, big-endian)
 //
 // "test" is a test id, "origin" the id of the node that measured the
 // results (a node keeps its own seconds under its own id and replicas of
@@ -44,7 +45,15 @@ const (
 	kindTest    byte = 't'
 	kindSecond  byte = 'r'
 	kindSamples byte = 's'
+	// kindObserved keys are a second's keys: 01 'o' len(test) test
+	// len(origin) origin T; origin is the node that read the system
+	// under test (observed.go).
+	kindObserved byte = 'o'
 )
+
+// resultKinds are the kinds of a test's result keys, which retention and
+// DeleteTest remove with the test.
+var resultKinds = []byte{kindSecond, kindSamples, kindObserved}
 
 // Limits of what the store accepts. PutTest and the Put methods refuse more
 // with an error; nothing is cut silently, except error samples, which
@@ -470,7 +479,7 @@ func parseID(b []byte) (id string, rest []byte, ok bool) {
 // parseResultKey parses a second or samples key into its parts; t is -1 for
 // a samples key.
 func parseResultKey(key []byte) (kind byte, testID, origin string, t int64, err error) {
-	if len(key) < 2 || key[0] != keyVersion || (key[1] != kindSecond && key[1] != kindSamples) {
+	if len(key) < 2 || key[0] != keyVersion || !slices.Contains(resultKinds, key[1]) {
 		return 0, "", "", 0, fmt.Errorf("key %x: not a result key of schema %d", key, keyVersion)
 	}
 	kind = key[1]
@@ -485,7 +494,7 @@ func parseResultKey(key []byte) (kind byte, testID, origin string, t int64, err 
 	switch {
 	case kind == kindSamples && len(rest) == 0:
 		return kind, testID, origin, -1, nil
-	case kind == kindSecond && len(rest) == 8:
+	case (kind == kindSecond || kind == kindObserved) && len(rest) == 8:
 		u := binary.BigEndian.Uint64(rest)
 		if u > math.MaxInt64 {
 			return 0, "", "", 0, fmt.Errorf("key %x: second %d out of range", key, u)
@@ -1087,7 +1096,7 @@ func (s *Store) DeleteTest(id string) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	err = s.db.View(func(txn *badger.Txn) error {
-		for _, kind := range []byte{kindSecond, kindSamples} {
+		for _, kind := range resultKinds {
 			prefix := testResultsPrefix(kind, id)
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
