@@ -69,6 +69,9 @@ type Input struct {
 	// ByRegion and ByNode keep those breakdowns in the report (thresholds
 	// see the regions either way). ByStep is always kept.
 	ByRegion, ByNode bool
+	// Observed is what the test's observer read from the system under
+	// test (observe:), nil when nothing.
+	Observed *storage.Observed
 }
 
 // Report is a test's outcome. It is what `swarm run --json` and `swarm
@@ -102,6 +105,9 @@ type Report struct {
 	From        int64  `json:"from"`
 	To          int64  `json:"to"` // -1: to the end, the responses after the last arrival included
 	Resolution  int64  `json:"resolution_s"`
+	// Observe is the system under test as observed, and the load changes,
+	// scale lag and recovery timed against them.
+	Observe *Observation `json:"observe"`
 }
 
 // Point is one point of the merged series (per second, or coarser).
@@ -263,13 +269,6 @@ func Build(in Input) (*Report, error) {
 	d.Why = append(d.Why, in.Notes...)
 	r.Delivery = d
 
-	// Thresholds, on the fleet-wide numbers as reported, with regions.
-	var pass bool
-	r.Thresholds, pass = sc.Evaluate(scenarios.ThresholdEnvWith(r.Summary, r.ByStep, byRegion))
-	if r.Thresholds == nil {
-		r.Thresholds = []scenarios.ThresholdResult{}
-	}
-
 	// The series.
 	ts := make([]int64, 0, len(points.Seconds))
 	for t := range points.Seconds {
@@ -282,6 +281,17 @@ func Build(in Input) (*Report, error) {
 		pl := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
 		r.Series = append(r.Series, Point{T: t, Target: pl / w, Achieved: float64(sum.Arrivals) / w,
 			P50: sum.Latency.P50, P95: sum.Latency.P95, P99: sum.Latency.P99, Errors: sum.Errors, Dropped: sum.Dropped})
+	}
+
+	// The system under test, then thresholds on the fleet-wide numbers as
+	// reported, with regions and what was observed.
+	r.Observe = observation(sc, in.Observed, r.Series, res, dur)
+	env := scenarios.ThresholdEnvWith(r.Summary, r.ByStep, byRegion)
+	r.Observe.thresholdVars(env)
+	var pass bool
+	r.Thresholds, pass = sc.Evaluate(env)
+	if r.Thresholds == nil {
+		r.Thresholds = []scenarios.ThresholdResult{}
 	}
 
 	r.Status = StatusPassed

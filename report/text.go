@@ -68,6 +68,7 @@ func WriteText(w io.Writer, r *Report, sc *scenarios.Scenario) error {
 			fmt.Fprintf(w, "  %-9s %d%s\n", k, r.ErrorsByClass[k], ex)
 		}
 	}
+	writeObservation(w, r.Observe)
 	if len(r.Thresholds) > 0 {
 		fmt.Fprintln(w, "\nthresholds:")
 		for _, t := range r.Thresholds {
@@ -156,4 +157,69 @@ func FormatRate(r float64) string {
 		return fmt.Sprintf("%.0f", r)
 	}
 	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", r), "0"), ".")
+}
+
+// writeObservation prints the system under test as observed, and the
+// story in numbers: how far each series moved, how long after the main
+// rise, and when latency came back under its threshold.
+func writeObservation(w io.Writer, o *Observation) {
+	if o == nil || (len(o.Series) == 0 && len(o.Recovery) == 0) {
+		return
+	}
+	main, hasMain := MainChange(o.Changes)
+	if len(o.Series) > 0 {
+		fmt.Fprintln(w, "\nsystem under test (observe):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "series\tfirst\tmin\tmax\tlast\tscale lag\tgaps\t")
+		for _, s := range o.Series {
+			lag := "-"
+			if l, ok := o.ScaleLag[s.Name]; ok {
+				lag = "never moved"
+				if l != nil {
+					lag = fmt.Sprintf("%.0fs", *l)
+				}
+			}
+			gaps := fmt.Sprint(s.Gaps)
+			if len(s.GapReasons) > 0 {
+				gaps += " (" + strings.Join(s.GapReasons, "; ") + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Name, formatValue(s.First), formatValue(s.Min),
+				formatValue(s.Max), formatValue(s.Last), lag, gaps)
+		}
+		_ = tw.Flush()
+	}
+	if !hasMain {
+		return
+	}
+	var story []string
+	for _, s := range o.Series {
+		if l := o.ScaleLag[s.Name]; l != nil && s.Samples > 0 {
+			story = append(story, fmt.Sprintf("%s %s → %s, scale lag %.0f s", s.Name, formatValue(s.First), formatValue(s.Max), *l))
+		}
+	}
+	for _, q := range []string{"p50", "p95", "p99"} {
+		limit, ok := o.Limits[q]
+		if !ok {
+			continue
+		}
+		switch rec := o.Recovery[q]; {
+		case rec == nil:
+			story = append(story, fmt.Sprintf("%s not back under %s by the end", q, FormatMs(limit)))
+		case *rec == 0:
+			story = append(story, fmt.Sprintf("%s stayed under %s", q, FormatMs(limit)))
+		default:
+			story = append(story, fmt.Sprintf("%s back under %s after %.0f s", q, FormatMs(limit), *rec))
+		}
+	}
+	if len(story) > 0 {
+		fmt.Fprintf(w, "\nafter the rise from %s/s to %s/s at %.0fs: %s\n", FormatRate(main.From), FormatRate(main.To), main.T, strings.Join(story, "; "))
+	}
+}
+
+// formatValue shows an observed value without needless decimals.
+func formatValue(v float64) string {
+	if v == float64(int64(v)) && v < 1e15 && v > -1e15 {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprintf("%.3g", v)
 }

@@ -45,6 +45,10 @@ func thresholdEnvExample() map[string]any {
 	}
 	m["steps"] = map[string]map[string]any{}
 	m["regions"] = map[string]map[string]any{}
+	// Filled by the report from observe: and the load's changes.
+	m["sut"] = map[string]map[string]any{}
+	m["scale_lag"] = map[string]any{}
+	m["recovery"] = map[string]any{}
 	return m
 }
 
@@ -99,7 +103,7 @@ func (sc *Scenario) compileThresholds(errs *problems, spec *Spec) {
 		}
 		p, err := compileExpr(t.Expr, env, expr.AsBool())
 		if err != nil {
-			errs.add(path, "%q: %v (names: %v, steps[\"name\"].p95, regions[\"eu-west\"].p95, ...)", t.Expr, err, thresholdVars)
+			errs.add(path, "%q: %v (names: %v, steps[\"name\"].p95, regions[\"eu-west\"].p95, sut[\"name\"].max, scale_lag[\"name\"], recovery[\"p95\"], ...)", t.Expr, err, thresholdVars)
 			continue
 		}
 		sc.Thresholds = append(sc.Thresholds, &Threshold{Src: t.Expr, Abort: t.Abort, After: t.After.D(), prog: p})
