@@ -400,6 +400,15 @@ func (t *loadTest) reportLocked() (*FleetReport, error) {
 		}
 	}
 	sort.Strings(in.Notes)
+	if t.sc.Observe != nil {
+		// A few reads of the local store, under mu: the live report is
+		// built a few times a second at most.
+		if obs, err := t.reg.n.store.Observed(t.id, 0, -1); err == nil {
+			in.Observed = obs
+		} else {
+			t.log.Warn("could not read observed values", "error", err)
+		}
+	}
 	rep, err := report.Build(in)
 	if err != nil {
 		return nil, err

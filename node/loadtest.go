@@ -54,6 +54,9 @@ type loadTest struct {
 	lastReady   time.Time // readiness last published
 	noMajority  bool      // logged once
 	steppedDown bool      // this node led the test and gave the lead up
+	// observeCancel stops this node's observer of the system under test
+	// (observe.go); nil when it does not observe.
+	observeCancel context.CancelFunc
 
 	committed    atomic.Uint64            // math.Float64bits of the follower's Committed: this test's hold on capacity
 	following    atomic.Pointer[[32]byte] // the digest of the plan followed, for this node's stats
@@ -80,6 +83,9 @@ type loadTest struct {
 	runCancel context.CancelFunc           // cuts this node's run off
 	logged    map[string]time.Time         // refusals logged, by sender
 	vouch     map[[32]byte]map[string]bool // per plan digest, the nodes whose results say they follow it
+	// schedulers are the nodes whose plans this node followed: the only
+	// ones whose observed values of the system under test it keeps.
+	schedulers map[string]bool
 }
 
 // event is an input for the loop.
@@ -115,7 +121,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 	return &loadTest{
 		reg: r, id: id, ann: a, body: body, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		log: r.n.log.With("test", id), admitted: time.Now(), inbox: make(chan event, 256),
-		follower: f, logged: map[string]time.Time{}, vouch: map[[32]byte]map[string]bool{},
+		follower: f, logged: map[string]time.Time{}, vouch: map[[32]byte]map[string]bool{}, schedulers: map[string]bool{},
 		state: StatePending, declined: declined, sharers: map[string]bool{}, spans: map[string][2]int64{}, ready: map[string]Ready{},
 		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{},
 	}, nil
@@ -123,7 +129,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 
 // start subscribes to the test's topic and starts the loop.
 func (t *loadTest) start() {
-	sub, err := t.topic.Subscribe(TypePlan, TypeLease, TypeStats)
+	sub, err := t.topic.Subscribe(TypePlan, TypeLease, TypeStats, TypeObserved)
 	if err != nil {
 		t.log.Warn("cannot follow the test's topic", "error", err)
 		t.cancel()
@@ -202,6 +208,16 @@ func (t *loadTest) onMessage(msg swarm.Message) {
 			return
 		}
 		t.onStats(msg.Sender, &s)
+	case TypeObserved:
+		if msg.Local {
+			return // the observer stored its own
+		}
+		var o Observed
+		if err := msg.DecodeBody(&o); err != nil {
+			t.logRefusal(msg.Sender, "bad observed values: "+err.Error())
+			return
+		}
+		t.onObserved(msg.Sender, &o)
 	}
 }
 

@@ -114,6 +114,7 @@ func (t *loadTest) tick(now time.Time) (over bool) {
 	t.apply(now, t.follower.Step(now, scheduler.Input{Kind: scheduler.InTick, View: t.followView(now, v)}), event{})
 	t.lead(now, v)
 	t.sync(now)
+	t.observeIfLeading(t.coord != nil)
 	t.remindReady(now)
 	t.mu.Lock()
 	over = t.overLocked(now, v.alive)
@@ -181,6 +182,7 @@ func (t *loadTest) sync(now time.Time) {
 		t.following.Store(&d)
 		t.vouchLocked(t.reg.self, d)
 		t.plan = p
+		t.schedulers[p.Scheduler] = true
 		t.trackSpansLocked(p)
 		if t.state == StatePending {
 			t.state = StateRunning

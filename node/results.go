@@ -26,6 +26,8 @@ type Query struct {
 	// node holds. OwnOnly limits it to the node's own results.
 	Origins []string `cbor:"5,keyasint,omitempty"`
 	OwnOnly bool     `cbor:"6,keyasint,omitempty"`
+	// Observed asks for the system under test's observed values too.
+	Observed bool `cbor:"7,keyasint,omitempty"`
 }
 
 // Validate checks a query from the network or the API.
@@ -67,6 +69,9 @@ type QueryPart struct {
 // QueryAnswer is the body of TypeQueryResult.
 type QueryAnswer struct {
 	Parts []QueryPart `cbor:"1,keyasint"`
+	// Observed is what the node keeps of the system under test in range
+	// (storage.EncodeObserved), when the query asks for it.
+	Observed []byte `cbor:"2,keyasint,omitempty"`
 }
 
 // answerQuery merges down what this node's store holds for a test.
@@ -106,6 +111,21 @@ func (n *Node) answerQuery(q Query) (*QueryAnswer, error) {
 			return nil, err
 		}
 		out.Parts = append(out.Parts, part)
+	}
+	if q.Observed {
+		to := q.To
+		if to >= 0 {
+			to += int64(observeSlack / time.Second)
+		}
+		obs, err := n.store.Observed(q.TestID, q.From, to)
+		if err != nil {
+			return nil, err
+		}
+		if secs := obs.Seconds(); len(secs) > 0 {
+			if out.Observed, err = storage.EncodeObserved(secs); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return out, nil
 }
@@ -165,8 +185,9 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	answered := map[string]bool{}
 	// First every node's own results, then replicas of whoever is missing.
 	own := q
-	own.OwnOnly = true
-	n.ask(ctx, own, res, chosen, answered)
+	own.OwnOnly, own.Observed = true, true
+	observed := storage.NewObserved()
+	n.ask(ctx, own, res, chosen, answered, observed)
 	var missing []string
 	for _, id := range rec.Nodes {
 		if _, ok := chosen[id]; !ok {
@@ -176,7 +197,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	if len(missing) > 0 {
 		rq := q
 		rq.Origins = missing
-		n.ask(ctx, rq, res, chosen, answered)
+		n.ask(ctx, rq, res, chosen, answered, nil)
 	}
 	res.Answered = len(answered)
 	x := n.reg.recordExtraOf(testID, rec)
@@ -190,7 +211,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		return id
 	}
 	in := report.Input{ID: testID, Scenario: sc, From: from, To: to, Resolution: q.Resolution,
-		ByRegion: by["region"], ByNode: by["node"], Interrupted: rec.State == StateStopped}
+		ByRegion: by["region"], ByNode: by["node"], Interrupted: rec.State == StateStopped, Observed: observed}
 	if rec.State == StateFailed {
 		in.Failed = rec.Reason
 	}
@@ -228,8 +249,9 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 
 // ask sends q to every alive node in parallel, with a deadline, and keeps
 // the best part per origin: the origin's own answer over a replica, else
-// the replica holding more seconds.
-func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string]QueryPart, answered map[string]bool) {
+// the replica holding more seconds. Observed values, when asked for, are
+// merged into observed in the order of the nodes' ids.
+func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string]QueryPart, answered map[string]bool, observed *storage.Observed) {
 	type answer struct {
 		peer  string
 		a     *QueryAnswer
@@ -271,13 +293,27 @@ func (n *Node) ask(ctx context.Context, q Query, res *Results, chosen map[string
 	}
 	wg.Wait()
 	close(answers)
+	var all []answer
 	for a := range answers {
+		all = append(all, a)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].peer < all[j].peer })
+	for _, a := range all {
 		if a.err != nil {
 			n.log.Warn("results: a node did not answer", "test", q.TestID, "peer", a.peer, "error", a.err)
 			continue
 		}
 		answered[a.peer] = true
 		res.BytesMoved += a.bytes
+		if observed != nil && len(a.a.Observed) > 0 {
+			secs, err := storage.DecodeObserved(a.a.Observed)
+			if err != nil {
+				n.log.Warn("results: bad observed values", "test", q.TestID, "peer", a.peer, "error", err)
+			}
+			for _, s := range secs {
+				observed.Add(s)
+			}
+		}
 		for _, p := range a.a.Parts {
 			p.Own = p.Origin == a.peer // only the origin itself speaks for its own results
 			cur, have := chosen[p.Origin]

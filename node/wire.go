@@ -38,6 +38,7 @@ const (
 	TypePlan         swarm.Type = 20 // test topic: the scheduler's plan (scheduler.Plan)
 	TypeLease        swarm.Type = 21 // test topic: a lease renewal (scheduler.Lease)
 	TypeStats        swarm.Type = 30 // test topic: a node's second of results (Stats)
+	TypeObserved     swarm.Type = 31 // test topic: the system under test as the scheduler read it (Observed)
 	TypeQuery        swarm.Type = 40 // stream: a result query (Query)
 	TypeQueryResult  swarm.Type = 41 // stream: its answer (QueryAnswer)
 	TypePlanFetch    swarm.Type = 42 // stream: ask a node for a test's plan (PlanFetch)
@@ -58,6 +59,7 @@ var wireTypes = map[swarm.Type]swarm.TypeSpec{
 	TypePlan:         {Name: "plan", Kind: swarm.KindGossip, MaxBytes: 2 << 20, RatePerSec: 20, Burst: 50},
 	TypeLease:        {Name: "lease", Kind: swarm.KindGossip, MaxBytes: 512 << 10, RatePerSec: 50, Burst: 100},
 	TypeStats:        {Name: "stats", Kind: swarm.KindGossip, MaxBytes: 1 << 20, RatePerSec: 100, Burst: 300},
+	TypeObserved:     {Name: "observed", Kind: swarm.KindGossip, MaxBytes: 256 << 10, RatePerSec: 20, Burst: 60},
 	TypeQuery:        {Name: "query", Kind: swarm.KindRequest, MaxBytes: 1 << 20},
 	TypeQueryResult:  {Name: "query-result", Kind: swarm.KindAnswer, MaxBytes: 64 << 20},
 	TypePlanFetch:    {Name: "plan-fetch", Kind: swarm.KindRequest, MaxBytes: 16 << 10},

@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/loadswarm/loadswarm/scenarios/observe"
 )
 
 // Defaults for fields a scenario leaves out.
@@ -55,6 +58,13 @@ type Scenario struct {
 	Steps        []*Step
 	Thresholds   []*Threshold
 	Distribution *Distribution
+	// Observe is what the test's scheduler reads from the system under
+	// test; nil when the test observes nothing.
+	Observe *observe.Config
+	// Tracing: W3C trace context on every request. Compile's defaults:
+	// on, Sample DefaultTraceSample (0.01). A Scenario built by hand has
+	// it off.
+	Tracing Tracing
 	// hasExtract is true when a step extracts values, so each arrival
 	// needs its own copy of Vars.
 	hasExtract bool
@@ -153,6 +163,12 @@ func Compile(spec *Spec) (*Scenario, error) {
 	sc.compileSteps(&errs, spec)
 	sc.compileThresholds(&errs, spec)
 	sc.Distribution = compileDistribution(&errs, spec.Distribution)
+	sc.Tracing = compileTracing(&errs, spec.Tracing)
+	if cfg, err := resolveObserve(spec.Observe, spec.Target).Compile(); err != nil {
+		errs = append(errs, err) // each line names its field (observe.sources[1].query: ...)
+	} else {
+		sc.Observe = cfg
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("invalid scenario:\n%w", errors.Join(errs...))
 	}
@@ -566,4 +582,30 @@ func (st *Step) noteUses(p *vm.Program) {
 	st.needBody = st.needBody || uses(p, "body")
 	st.needJSON = st.needJSON || uses(p, "json")
 	st.needHeaders = st.needHeaders || uses(p, "headers")
+}
+
+// resolveObserve makes an observe source written as a path ("/metrics")
+// relative to the test's target, so that the file follows `swarm run
+// --target` to another system. Anything else is left for observe's
+// checks.
+func resolveObserve(o observe.Spec, target string) observe.Spec {
+	base, err := url.Parse(target)
+	if err != nil || base.Host == "" {
+		return o
+	}
+	o.Sources = slices.Clone(o.Sources)
+	for i := range o.Sources {
+		for _, f := range []*string{&o.Sources[i].Scrape, &o.Sources[i].Prometheus} {
+			if strings.HasPrefix(*f, "/") && !strings.HasPrefix(*f, "//") {
+				u := *base
+				ref, err := url.Parse(*f)
+				if err != nil {
+					continue
+				}
+				u.Path, u.RawPath, u.RawQuery, u.Fragment = ref.Path, ref.RawPath, ref.RawQuery, ""
+				*f = u.String()
+			}
+		}
+	}
+	return o
 }

@@ -29,11 +29,14 @@ func (tc TraceContext) SpanIDString() string { return hex.EncodeToString(tc.Span
 type RequestEvent struct {
 	Step    string
 	Method  string
-	Status  int    // HTTP status; 0 when no response came
-	Class   string // error class (ErrTimeout, ...); "" for success
-	Sent    time.Time
-	End     time.Time
+	Status  int           // HTTP status; 0 when no response came
+	Class   string        // error class (ErrTimeout, ...); "" for success
+	Sent    time.Time     // when it was sent; for one never sent (a template failed), End
+	End     time.Time     // when the response ended or the request failed
 	Latency time.Duration // from the intended send time (coordinated-omission corrected)
 	BytesIn int64
-	Trace   TraceContext // zero when tracing is off
+	// Trace is the trace context the request carried: zero when tracing
+	// is off, when the request was not sent (a template failed), and when
+	// the user's own traceparent header is not valid.
+	Trace TraceContext
 }

@@ -213,6 +213,8 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		progress: make(chan struct{}, 1),
 		hookPace: cfg.hookPace,
 		onLate:   cfg.onLate,
+
+		onRequest: cfg.OnRequest,
 	}
 	e.weights = sc.cumulativeWeights()
 	e.firstStep = sc.Steps[0].Name
@@ -292,6 +294,8 @@ type executor struct {
 
 	hookPace func(next uint64)
 	onLate   func(late time.Duration)
+
+	onRequest func(*RequestEvent)
 }
 
 // deadlineTick is how often a pacer that waits at a deadline wakes to
@@ -442,6 +446,9 @@ func (e *executor) nudge() {
 // recorder.
 func (e *executor) worker(a arrival) {
 	w := &worker{e: e}
+	if e.sc.Tracing.On {
+		w.ids = newIDGen()
+	}
 	for {
 		w.run(a)
 		e.inFlight.Add(-1)
@@ -459,6 +466,16 @@ type worker struct {
 	env  IterEnv
 	renv ResponseEnv
 	buf  []byte
+
+	// Tracing (when the scenario has it on): the worker's own id
+	// generator, and the current arrival's trace id and sampled flag,
+	// which all its steps share.
+	ids     idGen
+	trace   [16]byte
+	sampled bool
+	// ev is the request in flight, reused for every request: OnRequest
+	// sees it, and its Trace is the request's trace context.
+	ev RequestEvent
 }
 
 func (w *worker) run(a arrival) {
@@ -468,6 +485,11 @@ func (w *worker) run(a arrival) {
 		vars = maps.Clone(sc.Vars)
 	}
 	w.env = IterEnv{Vars: vars, Arrival: int64(a.n)}
+	if sc.Tracing.On {
+		// One trace per arrival: its steps are one user journey.
+		w.trace = w.ids.traceID()
+		w.sampled = w.ids.sampled(sc.Tracing.Sample)
+	}
 	if sc.Flow == FlowWeighted {
 		i := sort.SearchFloat64s(w.e.weights, mrand.Float64()*w.e.weights[len(w.e.weights)-1])
 		w.do(sc.Steps[min(i, len(sc.Steps)-1)], a.scheduled)
@@ -486,14 +508,27 @@ func (w *worker) run(a arrival) {
 // do sends one step. intended is when the request should have been sent:
 // the arrival's scheduled time for the first step, the previous response
 // for the next ones. It returns when the exchange ended and whether it
-// succeeded.
+// succeeded. Every request that ends here, except those cut off by the
+// run's own stop, is recorded and shown to RunConfig.OnRequest.
 func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 	rec := w.e.rec
+	ev := &w.ev
+	*ev = RequestEvent{Step: st.Name, Method: st.Method}
+	if w.e.sc.Tracing.On {
+		// A fresh span per request; request replaces it with the user's
+		// own traceparent, if a header sets one.
+		ev.Trace = TraceContext{TraceID: w.trace, SpanID: w.ids.spanID(), Sampled: w.sampled}
+	}
 	req, bytesOut, err := w.request(st)
 	if err != nil {
+		// Nothing was sent, so nothing carried a trace context: the
+		// event has none (no exemplar, no trace in the sample), and no
+		// send time of its own.
 		now := time.Now()
-		rec.done(now, storage.Dim{Step: st.Name, Error: ErrOther}, now.Sub(intended), 0, 0, 0)
-		rec.sample(ErrOther, fmt.Sprintf("step %s: %v", st.Name, err))
+		ev.Class, ev.Sent, ev.End, ev.Latency, ev.Trace = ErrOther, now, now, now.Sub(intended), TraceContext{}
+		rec.done(now, storage.Dim{Step: st.Name, Error: ErrOther}, ev.Latency, 0, 0, 0, 0, ev.Trace)
+		w.sample(ErrOther, fmt.Sprintf("step %s: %v", st.Name, err))
+		w.finish()
 		return now, false
 	}
 	ctx, cancel := context.WithTimeout(w.e.ctx, st.Timeout)
@@ -515,15 +550,22 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		resp.Body.Close()
 	}
 	end := time.Now()
+	ev.Sent, ev.End, ev.Latency, ev.BytesIn = sent, end, end.Sub(intended), bytesIn
 	if err != nil {
 		if w.e.ctx.Err() != nil {
 			return end, false // cut off by our own stop: not a result
 		}
 		class := Classify(err)
-		rec.done(end, storage.Dim{Step: st.Name, Error: class}, end.Sub(intended), end.Sub(sent), bytesIn, bytesOut)
-		rec.sample(class, fmt.Sprintf("step %s: %v", st.Name, err))
+		if resp != nil {
+			ev.Status = resp.StatusCode // the body failed
+		}
+		ev.Class = class
+		rec.done(end, storage.Dim{Step: st.Name, Error: class}, ev.Latency, end.Sub(sent), bytesIn, bytesOut, ev.Status, ev.Trace)
+		w.sample(class, fmt.Sprintf("step %s: %v", st.Name, err))
+		w.finish()
 		return end, false
 	}
+	ev.Status = resp.StatusCode
 	d := storage.Dim{Step: st.Name, Status: StatusClass(resp.StatusCode)}
 	switch {
 	case resp.StatusCode >= 500:
@@ -532,16 +574,34 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		d.Error = ErrHTTP4xx
 	}
 	if d.Error != "" {
-		rec.sample(d.Error, fmt.Sprintf("step %s: %s %s: %s", st.Name, req.Method, req.URL.Path, resp.Status))
+		w.sample(d.Error, fmt.Sprintf("step %s: %s %s: %s", st.Name, req.Method, req.URL.Path, resp.Status))
 	}
 	if d.Error == "" && (len(st.Checks) > 0 || len(st.Extract) > 0) {
 		if msg := w.inspect(st, resp, body, end.Sub(sent)); msg != "" {
 			d.Error = ErrCheck
-			rec.sample(ErrCheck, fmt.Sprintf("step %s: %s", st.Name, msg))
+			w.sample(ErrCheck, fmt.Sprintf("step %s: %s", st.Name, msg))
 		}
 	}
-	rec.done(end, d, end.Sub(intended), end.Sub(sent), bytesIn, bytesOut)
+	ev.Class = d.Error
+	rec.done(end, d, ev.Latency, end.Sub(sent), bytesIn, bytesOut, ev.Status, ev.Trace)
+	w.finish()
 	return end, d.Error == ""
+}
+
+// sample records an error sample of the request in flight; a traced
+// request's ends with its trace id, to look it up.
+func (w *worker) sample(class, msg string) {
+	if !w.ev.Trace.IsZero() {
+		msg = storage.TracedSample(msg, w.ev.Trace.TraceID)
+	}
+	w.e.rec.sample(class, msg)
+}
+
+// finish hands the finished request's event to OnRequest.
+func (w *worker) finish() {
+	if f := w.e.onRequest; f != nil {
+		f(&w.ev)
+	}
 }
 
 func (w *worker) readBody(r io.Reader) ([]byte, error) {
@@ -669,6 +729,15 @@ func (w *worker) request(st *Step) (*http.Request, int64, error) {
 			req.Header[k] = []string{v}
 		}
 	}
+	if w.e.sc.Tracing.On {
+		// The user's own traceparent goes unchanged, and so does any
+		// tracestate (we never add one).
+		if v, ok := req.Header[headerTraceparent]; ok {
+			w.ev.Trace, _ = parseTraceparent(v[0])
+		} else {
+			req.Header[headerTraceparent] = traceparentHeader(w.ev.Trace)
+		}
+	}
 	return req, n, nil
 }
 
@@ -770,9 +839,15 @@ func (r *recorder) missed(sec int64, step string, n int64) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) done(now time.Time, d storage.Dim, latency, service time.Duration, in, out int64) {
+// done records one finished request; a traced one (tc not zero) is offered
+// as an exemplar of its second.
+func (r *recorder) done(now time.Time, d storage.Dim, latency, service time.Duration, in, out int64, status int, tc TraceContext) {
 	r.mu.Lock()
-	b := r.secondLocked(r.index(now)).Bucket(d)
+	s := r.secondLocked(r.index(now))
+	if !tc.IsZero() {
+		s.AddExemplar(storage.Exemplar{Step: d.Step, TraceID: tc.TraceID, Latency: latency, Status: status, Class: d.Error, Sampled: tc.Sampled})
+	}
+	b := s.Bucket(d)
 	b.Requests++
 	if d.Error != "" {
 		b.Errors++

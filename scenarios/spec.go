@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/loadswarm/loadswarm/scenarios/observe"
 )
 
 // MaxSpecBytes bounds a scenario file: a hand-written test is a few KiB, so
@@ -33,6 +35,12 @@ type Spec struct {
 	Thresholds   []ThresholdSpec   `yaml:"thresholds" json:"thresholds,omitempty"`
 	Distribution DistributionSpec  `yaml:"distribution" json:"distribution"`
 	Labels       map[string]string `yaml:"labels" json:"labels,omitempty"`
+	// Tracing sends W3C trace context (a traceparent header) with every
+	// request. Default: on, with the sampled flag on 1% of the arrivals.
+	Tracing TracingSpec `yaml:"tracing" json:"tracing,omitzero"`
+	// Observe names the system under test's metrics to read during the
+	// test (Prometheus sources), stored with the results. Default: none.
+	Observe observe.Spec `yaml:"observe" json:"observe,omitzero"`
 }
 
 // Defaults apply to every request step unless the step overrides them.

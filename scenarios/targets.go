@@ -527,5 +527,13 @@ func (p *TargetPolicy) CheckScenario(sc *Scenario) error {
 			errs = append(errs, fmt.Errorf("step %s: %w", st.Name, err))
 		}
 	}
+	if sc.Observe != nil {
+		// The scheduler reads these: they are targets like any other.
+		for _, u := range sc.Observe.URLs() {
+			if err := p.CheckURL(u); err != nil {
+				errs = append(errs, fmt.Errorf("observe source %s: %w", u.Redacted(), err))
+			}
+		}
+	}
 	return errors.Join(errs...)
 }

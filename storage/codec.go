@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 	"unicode/utf8"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -297,18 +298,37 @@ type wireBucket struct {
 	Service  cbor.RawMessage `cbor:"12,keyasint,omitempty"`
 }
 
-// wireSecondOut is the encoding of a Second: its buckets sorted by Dim.
+// wireSecondOut is the encoding of a Second: its buckets sorted by Dim, and
+// its exemplars in their canonical order.
+//
+// The format grows by new keys, never by changing old ones: key 3
+// (exemplars) was added after seconds had been stored and sent without it.
+// A second encoded before has no key 3 and decodes with no exemplars; a
+// decoder from before ignores key 3 (the decoders do not refuse unknown
+// keys), so old and new nodes read each other's seconds.
 type wireSecondOut struct {
-	T       int64        `cbor:"1,keyasint"`
-	Buckets []wireBucket `cbor:"2,keyasint,omitempty"`
+	T         int64          `cbor:"1,keyasint"`
+	Buckets   []wireBucket   `cbor:"2,keyasint,omitempty"`
+	Exemplars []wireExemplar `cbor:"3,keyasint,omitempty"`
 }
 
 // wireSecondIn decodes a wireSecondOut, keeping the buckets raw so that they
 // are decoded one at a time: decoding them all into a slice first would let
 // a few bytes per bucket cost 150 bytes of memory before any check.
 type wireSecondIn struct {
-	T       int64           `cbor:"1,keyasint"`
-	Buckets cbor.RawMessage `cbor:"2,keyasint,omitempty"`
+	T         int64           `cbor:"1,keyasint"`
+	Buckets   cbor.RawMessage `cbor:"2,keyasint,omitempty"`
+	Exemplars cbor.RawMessage `cbor:"3,keyasint,omitempty"`
+}
+
+// wireExemplar is the encoding of an Exemplar.
+type wireExemplar struct {
+	Step    string `cbor:"1,keyasint,omitempty"`
+	TraceID []byte `cbor:"2,keyasint"`
+	Latency int64  `cbor:"3,keyasint,omitempty"` // ns
+	Status  int64  `cbor:"4,keyasint,omitempty"`
+	Class   string `cbor:"5,keyasint,omitempty"`
+	Sampled bool   `cbor:"6,keyasint,omitempty"`
 }
 
 // wireSeriesOut is the encoding of a Series: its seconds sorted by T, and
@@ -423,7 +443,64 @@ func secondToWire(s *Second) (wireSecondOut, error) {
 			Latency: lat, Service: svc,
 		}
 	}
+	// Selected as a merge would: what a decoder would refuse (a zero trace
+	// id, say) is left out rather than failing the second.
+	ex := mergeExemplars(s.Exemplars, nil)
+	if len(ex) > 0 {
+		w.Exemplars = make([]wireExemplar, len(ex))
+		for i, e := range ex {
+			w.Exemplars[i] = wireExemplar{Step: e.Step, TraceID: e.TraceID[:], Latency: int64(e.Latency),
+				Status: int64(e.Status), Class: e.Class, Sampled: e.Sampled}
+		}
+	}
 	return w, nil
+}
+
+// exemplarsFromWire decodes and checks a second's exemplars: at most
+// MaxExemplars, each with a step and class as a Dim's fields, a 16-byte
+// trace id other than zero, a latency >= 0 and a status 0..999. They are
+// then selected as a merge would (sorted, duplicates and the surplus of a
+// step left out), so a list in another order decodes as the encoder would
+// have written it.
+func exemplarsFromWire(raw cbor.RawMessage) ([]Exemplar, error) {
+	n, rest, err := cborHead(raw, 4)
+	if err != nil {
+		return nil, fmt.Errorf("exemplars: %w", err)
+	}
+	if n > MaxExemplars {
+		return nil, fmt.Errorf("exemplars: %d, over the limit of %d", n, MaxExemplars)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	out := make([]Exemplar, n)
+	for i := range out {
+		var we wireExemplar
+		if rest, err = decMode.UnmarshalFirst(rest, &we); err != nil {
+			return nil, fmt.Errorf("exemplar %d: %w", i, err)
+		}
+		if err := errors.Join(checkText("step", we.Step, MaxDimLen), checkText("class", we.Class, MaxDimLen)); err != nil {
+			return nil, fmt.Errorf("exemplar %d: %w", i, err)
+		}
+		e := Exemplar{Step: we.Step, Latency: time.Duration(we.Latency), Status: int(we.Status), Class: we.Class, Sampled: we.Sampled}
+		switch {
+		case len(we.TraceID) != len(e.TraceID):
+			return nil, fmt.Errorf("exemplar %d: trace id is %d bytes, not %d", i, len(we.TraceID), len(e.TraceID))
+		case we.Latency < 0:
+			return nil, fmt.Errorf("exemplar %d: negative latency %d", i, we.Latency)
+		case we.Status < 0 || we.Status > MaxExemplarStatus:
+			return nil, fmt.Errorf("exemplar %d: status %d is not 0..%d", i, we.Status, MaxExemplarStatus)
+		}
+		copy(e.TraceID[:], we.TraceID)
+		if e.TraceID == [16]byte{} {
+			return nil, fmt.Errorf("exemplar %d: zero trace id", i)
+		}
+		out[i] = e
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("exemplars: %d bytes after them", len(rest))
+	}
+	return selectExemplars(out), nil
 }
 
 // cborHead parses a CBOR head of an unsigned integer (major type 0), a
@@ -476,6 +553,12 @@ func secondFromWire(w *wireSecondIn, budget *int) (*Second, error) {
 		return nil, fmt.Errorf("second %d: negative T", w.T)
 	}
 	s := NewSecond(w.T)
+	if w.Exemplars != nil {
+		var err error
+		if s.Exemplars, err = exemplarsFromWire(w.Exemplars); err != nil {
+			return nil, fmt.Errorf("second %d: %w", w.T, err)
+		}
+	}
 	if w.Buckets == nil {
 		return s, nil
 	}
@@ -524,9 +607,11 @@ func secondFromWire(w *wireSecondIn, budget *int) (*Second, error) {
 	return s, nil
 }
 
-// EncodeSecond encodes s in CBOR, deterministically (buckets sorted by Dim).
-// Nil buckets are left out, and so are empty histograms (they decode as
-// nil). It returns an error for what DecodeSecond would refuse.
+// EncodeSecond encodes s in CBOR, deterministically (buckets sorted by Dim,
+// exemplars in their canonical order). Nil buckets are left out, and so are
+// empty histograms (they decode as nil) and exemplars that a Second would
+// not keep (see Second.AddExemplar). It returns an error for what
+// DecodeSecond would refuse.
 func EncodeSecond(s *Second) ([]byte, error) {
 	if s == nil {
 		return nil, errors.New("second: nil")
@@ -549,8 +634,12 @@ func EncodeSecond(s *Second) ([]byte, error) {
 // input must be at most MaxSecondBytes, T non-negative, at most 4096 dims,
 // all distinct, with fields of at most MaxDimLen bytes of UTF-8; counters
 // must be non-negative, with Errors <= Requests; histograms are checked as
-// Histogram.UnmarshalCBOR does. Errors say where ("second 12: dim {login 2xx
-// }: latency: index 99999 out of range"). It never panics.
+// Histogram.UnmarshalCBOR does; at most MaxExemplars exemplars, each with a
+// step and class as a Dim's fields, a non-zero 16-byte trace id, a latency
+// >= 0 and a status 0..999 (they are then selected as a merge would).
+// Seconds encoded before exemplars existed decode with none. Errors say
+// where ("second 12: dim {login 2xx }: latency: index 99999 out of
+// range"). It never panics.
 func DecodeSecond(data []byte) (*Second, error) {
 	if len(data) > MaxSecondBytes {
 		return nil, fmt.Errorf("second: input is %d bytes, over the limit of %d", len(data), MaxSecondBytes)

@@ -31,7 +31,7 @@ func secondsEqual(a, b *Second) bool {
 			return false
 		}
 	}
-	return true
+	return slices.Equal(a.Exemplars, b.Exemplars)
 }
 
 func FuzzDecodeSecond(f *testing.F) {
@@ -40,8 +40,12 @@ func FuzzDecodeSecond(f *testing.F) {
 			f.Add(mustEncodeSecond(f, sec))
 		}
 	}
+	f.Add(mustEncodeSecond(f, exemplarSecond()))
 	f.Add([]byte{0xa0})
 	f.Add([]byte{0xa2, 0x01, 0x0c, 0x02, 0x81, 0xa1, 0x01, 0x61, 'x'})
+	// {1: 12, 3: [{1: "a", 2: 16 bytes, 3: 5}]}: one exemplar, no buckets.
+	f.Add(append(append([]byte{0xa2, 0x01, 0x0c, 0x03, 0x81, 0xa3, 0x01, 0x61, 'a', 0x02, 0x50},
+		bytes.Repeat([]byte{7}, 16)...), 0x03, 0x05))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeSecond(data)
 		if err != nil {
@@ -64,6 +68,11 @@ func FuzzDecodeSecond(f *testing.F) {
 		_ = SummarizeSecond(s)
 		if err := s.Merge(s2); err != nil {
 			t.Fatalf("merge of decoded seconds: %v", err)
+		}
+		// Exemplars merged with themselves stay as they were (a second
+		// keeps a set), within the bounds.
+		if !slices.Equal(s.Exemplars, s2.Exemplars) || len(s.Exemplars) > MaxExemplars {
+			t.Fatalf("exemplars changed in a merge with themselves")
 		}
 	})
 }

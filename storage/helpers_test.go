@@ -121,6 +121,14 @@ func randSeries(r *rand.Rand) *Series {
 	for range r.IntN(12) {
 		s.AddSample([]string{"timeout", "reset", "http_5xx"}[r.IntN(3)], fmt.Sprintf("message %c", 'a'+r.IntN(9)))
 	}
+	// Exemplars last, so that the draws above stay what they were.
+	for t := range int64(6) {
+		if sec := s.Seconds[t]; sec != nil {
+			for range r.IntN(12) {
+				sec.AddExemplar(randExemplar(r, 1+len(sec.Buckets)))
+			}
+		}
+	}
 	return s
 }
 

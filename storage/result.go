@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -135,9 +136,18 @@ func (b *Bucket) compactClone() *Bucket {
 
 // Second is every Dim's bucket for one second of one test on one node (or
 // merged from several nodes). Nil buckets are ignored.
+//
+// Exemplars are traced requests that ended in the second: per step, the
+// ExemplarsPerStep (2) slowest successful ones and the 2 slowest failed
+// ones, MaxExemplars (64) in all (the steps that sort last lose theirs
+// first). They are kept sorted by step, failures first, slowest first,
+// ties broken by trace id; AddExemplar and the merges keep them so, and
+// merges keep the slowest of both sides, so that they are commutative and
+// associative. Nil for a second without any.
 type Second struct {
-	T       int64 // seconds since the test's start (0-based)
-	Buckets map[Dim]*Bucket
+	T         int64 // seconds since the test's start (0-based)
+	Buckets   map[Dim]*Bucket
+	Exemplars []Exemplar
 }
 
 // NewSecond returns an empty second.
@@ -194,11 +204,15 @@ func (s *Second) mergeChecked(o *Second) error {
 			return fmt.Errorf("dim %v: %w", d, err)
 		}
 	}
+	if len(o.Exemplars) > 0 {
+		s.Exemplars = mergeExemplars(s.Exemplars, o.Exemplars)
+	}
 	return nil
 }
 
 // Merge adds o's results to s exactly: counters are summed and histograms
-// merged. It returns an error, and leaves s unchanged, when the seconds have
+// merged; of both seconds' exemplars, the slowest are kept (see Second). It
+// returns an error, and leaves s unchanged, when the seconds have
 // different T, a counter or histogram count would overflow, or two
 // histograms have different parameters. o is not changed; a nil o is empty.
 func (s *Second) Merge(o *Second) error {
@@ -216,7 +230,7 @@ func (s *Second) Merge(o *Second) error {
 
 // Clone returns a deep copy of s; its histograms keep their representation.
 func (s *Second) Clone() *Second {
-	c := &Second{T: s.T, Buckets: make(map[Dim]*Bucket, len(s.Buckets))}
+	c := &Second{T: s.T, Buckets: make(map[Dim]*Bucket, len(s.Buckets)), Exemplars: slices.Clone(s.Exemplars)}
 	for d, b := range s.Buckets {
 		if b != nil {
 			c.Buckets[d] = b.clone()
@@ -226,9 +240,10 @@ func (s *Second) Clone() *Second {
 }
 
 // compactClone returns a deep copy of s with sparse histograms and nil ones
-// where they are empty.
+// where they are empty, and its exemplars selected as a merge would (a
+// second built by hand may hold more, or unsorted).
 func (s *Second) compactClone() *Second {
-	c := &Second{T: s.T, Buckets: make(map[Dim]*Bucket, len(s.Buckets))}
+	c := &Second{T: s.T, Buckets: make(map[Dim]*Bucket, len(s.Buckets)), Exemplars: mergeExemplars(s.Exemplars, nil)}
 	for d, b := range s.Buckets {
 		if b != nil {
 			c.Buckets[d] = b.compactClone()
@@ -255,7 +270,11 @@ const maxSampleClasses = 64
 // Samples keep, per class, the MaxSamples smallest distinct messages in
 // byte order (sorted), and samples of the maxSampleClasses (64) smallest
 // classes. Keeping the smallest rather than the first makes merges
-// commutative and associative.
+// commutative and associative. A message may end with the trace id of the
+// request it describes (" trace=" and 32 lowercase hex digits, see
+// TracedSample); messages that differ only in that suffix count as one,
+// represented by the smallest of them, so that one frequent error does not
+// fill its class with copies.
 type Series struct {
 	Seconds map[int64]*Second
 	Samples map[string][]string // error class -> up to MaxSamples example messages
@@ -305,8 +324,9 @@ func clip(s string, n int) string {
 
 // AddSample records msg as an example of an error class. The message is cut
 // to MaxSampleLen bytes (and the class to MaxDimLen), invalid UTF-8 is
-// replaced, and identical messages are kept once. Of the distinct messages
-// of a class it keeps the MaxSamples smallest (see Series).
+// replaced, and identical messages, or messages identical but for their
+// trace suffix, are kept once. Of the distinct messages of a class it keeps
+// the MaxSamples smallest (see Series).
 func (s *Series) AddSample(class, msg string) {
 	class, msg = clip(class, MaxDimLen), clip(msg, MaxSampleLen)
 	if s.Samples == nil {
@@ -323,17 +343,65 @@ func (s *Series) AddSample(class, msg string) {
 		}
 		delete(s.Samples, largest)
 	}
-	i, found := slices.BinarySearch(msgs, msg)
-	if found {
-		return
+	// Messages are compared by their text without the trace suffix (the
+	// key): of each key the smallest message stays, and of the keys the
+	// MaxSamples smallest. Without suffixes, that is the smallest distinct
+	// messages.
+	key := sampleKey(msg)
+	largest := -1 // the message with the largest key
+	for i, m := range msgs {
+		k := sampleKey(m)
+		if k == key {
+			if msg >= m {
+				return
+			}
+			msgs = slices.Delete(msgs, i, i+1)
+			largest = -1
+			break
+		}
+		if largest < 0 || k > sampleKey(msgs[largest]) {
+			largest = i
+		}
 	}
-	if len(msgs) >= MaxSamples {
-		if i >= MaxSamples {
+	if largest >= 0 && len(msgs) >= MaxSamples {
+		if key > sampleKey(msgs[largest]) {
 			return
 		}
-		msgs = msgs[:MaxSamples-1]
+		msgs = slices.Delete(msgs, largest, largest+1)
 	}
+	i, _ := slices.BinarySearch(msgs, msg)
 	s.Samples[class] = slices.Insert(msgs, i, msg)
+}
+
+// TracedSample returns the error sample of a traced request: msg, made
+// valid UTF-8 and cut so that the whole fits in MaxSampleLen, then
+// " trace=" and the trace id as 32 lowercase hex digits.
+func TracedSample(msg string, traceID [16]byte) string {
+	msg = clip(msg, MaxSampleLen-traceSuffixLen)
+	b := make([]byte, 0, len(msg)+traceSuffixLen)
+	b = append(append(b, msg...), " trace="...)
+	return string(hex.AppendEncode(b, traceID[:]))
+}
+
+// traceSuffixLen is the length of a trace suffix.
+const traceSuffixLen = len(" trace=") + 32
+
+// sampleKey returns msg without its trace suffix, if it has one.
+func sampleKey(msg string) string {
+	if len(msg) < traceSuffixLen {
+		return msg
+	}
+	i := len(msg) - traceSuffixLen
+	suf := msg[i:]
+	if !strings.HasPrefix(suf, " trace=") {
+		return msg
+	}
+	for _, c := range []byte(suf[len(" trace="):]) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return msg
+		}
+	}
+	return msg[:i]
 }
 
 // Merge adds o's results to s exactly: seconds with the same T are merged,

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,6 +31,7 @@ type AutoscaleConfig struct {
 	Aim float64
 	// UpDelay is how long demand must stay at or above UpAt before
 	// replicas are added (and then again before the next addition).
+	// ServiceConfig.ScaleUpDelay overrides it for one service.
 	// Default 0 means 10s.
 	UpDelay time.Duration
 	// DownDelay is how long demand must stay below DownAt before one
@@ -106,4 +109,60 @@ func (c AutoscaleConfig) decide(now time.Time, st ServiceStats, s scaleState) (i
 		s.highSince, s.lowSince = time.Time{}, time.Time{}
 	}
 	return st.Replicas, s
+}
+
+// ScaleLogMsg is the message of the line the shop logs for every change the
+// autoscaler makes. With `swarm target` (slog's text handler, on stderr)
+// the line is:
+//
+//	time=... level=INFO msg=scaled service=catalog from=2 to=4 at=2026-11-27T19:00:01.234Z direction=up demand=1.20 queued=30 component=autoscaler
+//
+// service is catalog, cart or payments; from and to are replica counts;
+// at is when the replicas changed, in UTC, RFC 3339 with milliseconds
+// (time= is the logger's own local time); direction is up or down; demand
+// and queued are the sample that triggered the change. ParseScaleEvent
+// reads the line back.
+const ScaleLogMsg = "scaled"
+
+// scaleAtLayout is the layout of at= in the scale log line.
+const scaleAtLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// ScaleEvent is one autoscaler change, as logged.
+type ScaleEvent struct {
+	Service  string
+	From, To int
+	At       time.Time
+}
+
+// scaleLogArgs are the attributes of the scale log line, in order.
+func scaleLogArgs(e ScaleEvent, st ServiceStats) []any {
+	dir := "up"
+	if e.To < e.From {
+		dir = "down"
+	}
+	return []any{"service", e.Service, "from", e.From, "to", e.To, "at", e.At.UTC().Format(scaleAtLayout),
+		"direction", dir, "demand", fmt.Sprintf("%.2f", st.Demand), "queued", st.Queued, "component", "autoscaler"}
+}
+
+// ParseScaleEvent reads an autoscaler line (see ScaleLogMsg) from the
+// shop's log; ok is false for any other line.
+func ParseScaleEvent(line string) (e ScaleEvent, ok bool) {
+	kv := map[string]string{}
+	for _, f := range strings.Fields(line) {
+		if k, v, found := strings.Cut(f, "="); found {
+			kv[k] = strings.Trim(v, `"`)
+		}
+	}
+	if kv["msg"] != ScaleLogMsg || kv["service"] == "" {
+		return ScaleEvent{}, false
+	}
+	var err1, err2, err3 error
+	e.Service = kv["service"]
+	e.From, err1 = strconv.Atoi(kv["from"])
+	e.To, err2 = strconv.Atoi(kv["to"])
+	e.At, err3 = time.Parse(time.RFC3339Nano, kv["at"])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return ScaleEvent{}, false
+	}
+	return e, true
 }

@@ -38,6 +38,9 @@ type ServiceConfig struct {
 	// MaxReplicas caps the autoscaler. Default 0 means Replicas (no
 	// scaling up).
 	MaxReplicas int
+	// ScaleUpDelay, when set, replaces the autoscaler's UpDelay for this
+	// service (--set catalog.autoscale.delay=30s). Default 0: UpDelay.
+	ScaleUpDelay time.Duration
 }
 
 func (c ServiceConfig) validate(name string) error {
@@ -53,6 +56,9 @@ func (c ServiceConfig) validate(name string) error {
 	}
 	if c.Replicas < 0 || c.Replicas > 1000 || c.MaxReplicas < 0 || c.MaxReplicas > 1000 {
 		errs = append(errs, fmt.Errorf("%s: replicas and max replicas must be 0..1000", name))
+	}
+	if c.ScaleUpDelay < 0 {
+		errs = append(errs, fmt.Errorf("%s: autoscale delay must be >= 0", name))
 	}
 	if c.MaxReplicas > 0 && c.MaxReplicas < c.Replicas {
 		errs = append(errs, fmt.Errorf("%s: max replicas %d is below replicas %d", name, c.MaxReplicas, c.Replicas))
@@ -154,12 +160,16 @@ func (s *service) admitLocked() {
 
 // do runs one request on the service: a slot (maybe after queueing), the
 // service time, then success or an injected failure. It returns
-// errOverloaded without any wait when the queue is full.
-func (s *service) do(ctx context.Context) error {
+// errOverloaded without any wait when the queue is full. admitted, if not
+// nil, is called once the request has a slot (after its queue wait).
+func (s *service) do(ctx context.Context, admitted func()) error {
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
 	defer s.release()
+	if admitted != nil {
+		admitted()
+	}
 	if d := jittered(s.cfg.Latency, s.cfg.Jitter); d > 0 {
 		t := time.NewTimer(d)
 		select {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The shop's backend services, in the order they are reported.
@@ -54,8 +56,20 @@ type TargetConfig struct {
 	Retry RetryPolicy
 	// Autoscale adds and removes the services' replicas.
 	Autoscale AutoscaleConfig
-	// Logger receives the autoscaler's decisions. Default: none.
+	// Logger receives the autoscaler's decisions (see ScaleLogMsg).
+	// Default: none.
 	Logger *slog.Logger
+
+	// OTLPEndpoint, host:port of an OTLP/gRPC receiver (plaintext, as a
+	// local collector or Jaeger serves on 4317), turns on span export: a
+	// server span per request under its incoming traceparent, and a span
+	// per call to a service. Default "": no export, a no-op tracer.
+	OTLPEndpoint string
+	// TraceAll records and exports the spans of every request, whatever
+	// its traceparent's sampled flag says (what a tail-sampling collector
+	// needs). Default false: parent-based, the caller's flag decides, and
+	// requests without a trace context are recorded. Needs OTLPEndpoint.
+	TraceAll bool
 }
 
 // RetryPolicy is how the gateway calls a service. Retries are what turn a
@@ -118,6 +132,12 @@ func (c TargetConfig) Validate() error {
 		errs = append(errs, errors.New("retry backoff and timeout must be >= 0"))
 	}
 	errs = append(errs, c.Autoscale.validate())
+	if err := validateOTLPEndpoint(c.OTLPEndpoint); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TraceAll && c.OTLPEndpoint == "" {
+		errs = append(errs, errors.New("trace all: needs an OTLP endpoint"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -136,8 +156,10 @@ func (c *TargetConfig) service(name string) *ServiceConfig {
 
 // Set changes one service field from text "SERVICE.FIELD=VALUE", as in
 // `swarm target --set payments.error-rate=0.3`. Fields: latency, jitter
-// (durations), error-rate (0-1), capacity, queue, replicas, max-replicas.
-// SERVICE may be "all".
+// (durations), error-rate (0-1), capacity, queue, replicas, max-replicas,
+// autoscale.delay (the service's scale-up delay, a duration: how long its
+// demand must stay high before the autoscaler adds replicas). SERVICE may
+// be "all".
 func (c *TargetConfig) Set(kv string) error {
 	key, val, ok := strings.Cut(kv, "=")
 	svc, field, ok2 := strings.Cut(key, ".")
@@ -169,8 +191,13 @@ func (c *TargetConfig) Set(kv string) error {
 			s.MaxReplicas = max(s.MaxReplicas, s.Replicas)
 		case "max-replicas":
 			s.MaxReplicas, err = strconv.Atoi(val)
+		case "autoscale.delay":
+			s.ScaleUpDelay, err = time.ParseDuration(val)
+			if err == nil && s.ScaleUpDelay <= 0 {
+				err = errors.New("want a duration > 0")
+			}
 		default:
-			return fmt.Errorf("--set %q: no field %q (latency, jitter, error-rate, capacity, queue, replicas, max-replicas)", kv, field)
+			return fmt.Errorf("--set %q: no field %q (latency, jitter, error-rate, capacity, queue, replicas, max-replicas, autoscale.delay)", kv, field)
 		}
 		if err != nil {
 			return fmt.Errorf("--set %q: %v", kv, err)
@@ -188,11 +215,14 @@ func (c *TargetConfig) Set(kv string) error {
 //	POST /login             {"token":"..."} (cart: sessions)
 //	POST /cart              201 with "Authorization: Bearer <token>", else 401 (cart)
 //	POST /checkout          201 {"order":..} with a token (cart, then payments)
-//	GET  /stats             {"requests":N,"retries":N,"services":{...}}
+//	GET  /stats             {"requests":N,"retries":N,"services":{...},"traceparent":{...}}
 //	GET  /metrics           Prometheus metrics
 //
 // A service that fails or is overloaded makes the route answer 503; one
 // that does not answer within the retry policy's timeout, 504.
+//
+// The gateway continues incoming W3C trace context (see trace.go) and
+// counts it: Stats().TraceParent and shop_traceparent_total.
 type Target struct {
 	cfg      TargetConfig
 	start    time.Time
@@ -210,6 +240,11 @@ type Target struct {
 	scaleTotal  *prometheus.CounterVec
 	gatewayTime prometheus.Histogram
 	metrics     http.Handler
+
+	tracer     trace.Tracer
+	tp         *sdktrace.TracerProvider // nil without span export
+	traceCount [len(traceStates)]atomic.Int64
+	traceTotal [len(traceStates)]prometheus.Counter
 
 	ctx    context.Context // work on services outlives the callers that gave up
 	cancel context.CancelFunc
@@ -242,6 +277,10 @@ func NewTarget(cfg TargetConfig) (*Target, error) {
 		list = append(list, item{ID: i, Name: fmt.Sprintf("item-%d", i), Price: float64(i) * 1.5})
 	}
 	t.items, _ = json.Marshal(map[string]any{"items": list, "total": cfg.Items})
+	var err error
+	if t.tracer, t.tp, err = newTracing(cfg); err != nil {
+		return nil, err
+	}
 	t.initMetrics()
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	if cfg.Autoscale.Enabled {
@@ -254,10 +293,18 @@ func NewTarget(cfg TargetConfig) (*Target, error) {
 	return t, nil
 }
 
-// Close stops the autoscaler and cuts short the work in the services.
+// Close stops the autoscaler, cuts short the work in the services, and
+// flushes the spans not yet exported (waiting up to 5s for the receiver).
 func (t *Target) Close() {
 	t.cancel()
 	t.wg.Wait()
+	if t.tp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := t.tp.Shutdown(ctx); err != nil {
+			t.log.Warn("target: flushing spans", "err", err)
+		}
+	}
 }
 
 // Requests is how many requests the gateway has served.
@@ -268,11 +315,19 @@ type Stats struct {
 	Requests int64                   `json:"requests"`
 	Retries  int64                   `json:"retries"`
 	Services map[string]ServiceStats `json:"services"`
+	// TraceParent counts requests by their incoming trace context.
+	TraceParent TraceParentStats `json:"traceparent"`
 }
 
 // Stats returns a snapshot of the shop.
 func (t *Target) Stats() Stats {
 	st := Stats{Requests: t.requests.Load(), Retries: t.retries.Load(), Services: map[string]ServiceStats{}}
+	st.TraceParent = TraceParentStats{
+		Sampled:   t.traceCount[stSampled].Load(),
+		Unsampled: t.traceCount[stUnsampled].Load(),
+		Absent:    t.traceCount[stAbsent].Load(),
+		Invalid:   t.traceCount[stInvalid].Load(),
+	}
 	for name, s := range t.services {
 		st.Services[name] = s.stats()
 	}
@@ -291,7 +346,11 @@ func (t *Target) autoscale(c AutoscaleConfig) {
 			for _, name := range serviceNames {
 				s := t.services[name]
 				st := s.stats()
-				want, next := c.decide(now, st, states[name])
+				sc := c
+				if s.cfg.ScaleUpDelay > 0 {
+					sc.UpDelay = s.cfg.ScaleUpDelay
+				}
+				want, next := sc.decide(now, st, states[name])
 				states[name] = next
 				if want == st.Replicas {
 					continue
@@ -305,8 +364,8 @@ func (t *Target) autoscale(c AutoscaleConfig) {
 					dir = "down"
 				}
 				t.scaleTotal.WithLabelValues(name, dir).Inc()
-				t.log.Info("autoscaler: scaled "+dir, "service", name, "from", st.Replicas, "to", got,
-					"demand", fmt.Sprintf("%.2f", st.Demand), "queued", st.Queued)
+				ev := ScaleEvent{Service: name, From: st.Replicas, To: got, At: time.Now()}
+				t.log.Info(ScaleLogMsg, scaleLogArgs(ev, st)...)
 			}
 		}
 	}
@@ -326,14 +385,15 @@ func (t *Target) gatewayDelay() {
 }
 
 // call runs one request on a service under the retry policy and returns
-// the HTTP status to answer with: 0 on success, else 503 or 504.
-func (t *Target) call(name string) (int, string) {
+// the HTTP status to answer with: 0 on success, else 503 or 504. Each
+// attempt is a span under ctx's.
+func (t *Target) call(ctx context.Context, name string) (int, string) {
 	s := t.services[name]
 	p := t.cfg.Retry
 	var code int
 	var why string
 	for attempt := 0; ; attempt++ {
-		code, why = t.attempt(s, p.Timeout)
+		code, why = t.attempt(ctx, s, attempt+1, p.Timeout)
 		t.reqTotal.WithLabelValues(name, statusLabel(code)).Inc()
 		if code == 0 || attempt >= p.Retries {
 			break
@@ -354,27 +414,46 @@ func statusLabel(code int) string {
 	return strconv.Itoa(code)
 }
 
-// attempt makes one call; with a timeout the work goes on in the service
-// after the gateway gives up on it.
-func (t *Target) attempt(s *service, timeout time.Duration) (int, string) {
+// attempt makes one call, number n of the request's calls to s, in a
+// span of its own; with a timeout the work goes on in the service after
+// the gateway gives up on it.
+func (t *Target) attempt(ctx context.Context, s *service, n int, timeout time.Duration) (int, string) {
+	span := t.startCall(ctx, s.name, n)
+	var admitted func()
+	began := time.Now()
+	var waited atomic.Int64 // queue wait, ns; -1 until given a slot
+	waited.Store(-1)
+	if span.IsRecording() {
+		admitted = func() { waited.Store(int64(time.Since(began))) }
+	}
 	result := func(err error) (int, string) {
+		wait := time.Duration(max(waited.Load(), 0))
 		if err == nil {
+			endCall(span, OutcomeOK, wait, "")
 			return 0, ""
 		}
-		return http.StatusServiceUnavailable, s.name + ": " + err.Error() // failed, overloaded, or shutting down
+		why := s.name + ": " + err.Error() // failed, overloaded, or shutting down
+		endCall(span, outcomeOf(err), wait, why)
+		return http.StatusServiceUnavailable, why
 	}
 	if timeout <= 0 {
-		return result(s.do(t.ctx))
+		return result(s.do(t.ctx, admitted))
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.do(t.ctx) }()
+	go func() { done <- s.do(t.ctx, admitted) }()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case err := <-done:
 		return result(err)
 	case <-timer.C:
-		return http.StatusGatewayTimeout, s.name + ": no answer within " + timeout.String()
+		why := s.name + ": no answer within " + timeout.String()
+		wait := time.Duration(waited.Load())
+		if wait < 0 {
+			wait = time.Since(began) // still queued when the gateway gave up
+		}
+		endCall(span, OutcomeTimeout, wait, why)
+		return http.StatusGatewayTimeout, why
 	}
 }
 
@@ -386,12 +465,14 @@ func (t *Target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	began := time.Now()
 	rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	t.serve(rec, r)
+	ctx, span := t.startRequest(r)
+	t.serve(ctx, rec, r)
+	endRequest(span, rec.code)
 	t.gatewayTime.Observe(time.Since(began).Seconds())
 	t.reqTotal.WithLabelValues("gateway", strconv.Itoa(rec.code)).Inc()
 }
 
-func (t *Target) serve(w http.ResponseWriter, r *http.Request) {
+func (t *Target) serve(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	t.requests.Add(1)
 	t.gatewayDelay()
 	if t.cfg.ErrorRate > 0 && rand.Float64() < t.cfg.ErrorRate {
@@ -399,7 +480,7 @@ func (t *Target) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	backend := func(name string) bool {
-		code, why := t.call(name)
+		code, why := t.call(ctx, name)
 		if code != 0 {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(code)
@@ -494,7 +575,14 @@ func (t *Target) initMetrics() {
 		Name: "shop_gateway_duration_seconds", Help: "Time the gateway took to answer.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
-	t.reg.MustRegister(t.reqTotal, t.retryTotal, t.scaleTotal, t.gatewayTime, shopCollector{t})
+	traceTotal := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_traceparent_total",
+		Help: "Requests by the W3C traceparent they came with: sampled, unsampled, absent, invalid (all but /health, /stats and /metrics).",
+	}, []string{"state"})
+	for i, state := range traceStates {
+		t.traceTotal[i] = traceTotal.WithLabelValues(state) // every state shows, from 0
+	}
+	t.reg.MustRegister(t.reqTotal, t.retryTotal, t.scaleTotal, t.gatewayTime, traceTotal, shopCollector{t})
 	t.metrics = promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{})
 }
 

@@ -21,15 +21,16 @@ const module = "github.com/loadswarm/loadswarm"
 // report may not import scheduler, a sibling; nothing imports a package
 // above it. A package missing here fails the test: place it first.
 var layers = map[string][]string{
-	"cmd/swarm":     {"cmd/swarm/cli"},
-	"cmd/swarm/cli": {"testnet", "node", "scenarios"},
-	"testnet":       {"node"},
-	"node":          {"report", "scheduler", "scenarios", "storage", "swarm"},
-	"report":        {"scenarios", "storage"},
-	"scheduler":     {"scenarios"},
-	"scenarios":     {"storage"},
-	"storage":       nil,
-	"swarm":         nil,
+	"cmd/swarm":         {"cmd/swarm/cli"},
+	"cmd/swarm/cli":     {"testnet", "node", "scenarios"},
+	"testnet":           {"node"},
+	"node":              {"report", "scheduler", "scenarios", "storage", "swarm"},
+	"report":            {"scenarios", "storage"},
+	"scheduler":         {"scenarios"},
+	"scenarios":         {"scenarios/observe", "storage"},
+	"scenarios/observe": nil, // reads the system under test's metrics: a leaf
+	"storage":           nil,
+	"swarm":             nil,
 
 	"scripts/benchserver": nil, // the target of `make bench`: stands alone
 }
@@ -41,6 +42,8 @@ var layers = map[string][]string{
 var testHelpers = map[string][]string{
 	"swarm/swarmtest":   {"swarm"},
 	"testnet/fleettest": {"testnet", "swarm/swarmtest"},
+	"testnet/promtest":  nil, // a real Prometheus server for tests
+	"testnet/otlptest":  nil, // a real OTLP receiver for tests
 }
 
 // below returns every package under p in the tables: what p's non-test

@@ -85,7 +85,7 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 			return err
 		}
 	case opts.CSV:
-		if err := writeSeriesCSV(opts.IO.Out, res.Series); err != nil {
+		if err := writeSeriesCSV(opts.IO.Out, res.Series, res.Observe); err != nil {
 			return err
 		}
 	default:
@@ -97,12 +97,33 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 	return nil
 }
 
-func writeSeriesCSV(w io.Writer, series []report.Point) error {
+// writeSeriesCSV writes the per-point series, and a column per observed
+// series of the system under test ("sut:NAME", its value at the point's
+// first second; empty where it could not be read).
+func writeSeriesCSV(w io.Writer, series []report.Point, obs *report.Observation) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"t", "target", "achieved", "p50_ms", "p99_ms", "errors"})
+	head := []string{"t", "target", "achieved", "p50_ms", "p95_ms", "p99_ms", "errors", "dropped"}
+	var sut []report.SUTSeries
+	if obs != nil {
+		sut = obs.Series
+	}
+	for _, s := range sut {
+		head = append(head, "sut:"+s.Name)
+	}
+	_ = cw.Write(head)
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 	for _, p := range series {
-		_ = cw.Write([]string{strconv.FormatInt(p.T, 10), f(p.Target), f(p.Achieved), f(p.P50), f(p.P99), strconv.FormatInt(p.Errors, 10)})
+		row := []string{strconv.FormatInt(p.T, 10), f(p.Target), f(p.Achieved), f(p.P50), f(p.P95), f(p.P99),
+			strconv.FormatInt(p.Errors, 10), strconv.FormatInt(p.Dropped, 10)}
+		for _, s := range sut {
+			v, ok := s.Values[p.T]
+			if !ok {
+				row = append(row, "")
+				continue
+			}
+			row = append(row, strconv.FormatFloat(v, 'g', -1, 64))
+		}
+		_ = cw.Write(row)
 	}
 	cw.Flush()
 	return cw.Error()

@@ -51,11 +51,33 @@ multiplies the load on a failing service: a retry storm.
 Defaults: catalog 2 replicas x 2 in flight at ~12.5ms (about 300 requests/s),
 cart 2 x 2 at ~10ms, payments 1 x 8 at ~40ms; queues of 50 per replica; up
 to 12 replicas. Change a service with --set SERVICE.FIELD=VALUE (fields:
-latency, jitter, error-rate, capacity, queue, replicas, max-replicas;
+latency, jitter, error-rate, capacity, queue, replicas, max-replicas, and
+autoscale.delay: that service's scale-up delay, overriding --scale-up-delay;
 SERVICE: catalog, cart, payments or all).
 
 --latency, --jitter, --error-rate and --stall-* act at the gateway, on every
-request. Autoscaler decisions are logged on stderr. Stops on Ctrl-C.`,
+request. Stops on Ctrl-C.
+
+Autoscaler changes are logged on stderr, one line each:
+
+  time=... level=INFO msg=scaled service=catalog from=2 to=4 at=2026-11-27T19:00:01.234Z direction=up demand=1.20 queued=30 component=autoscaler
+
+(at: when the replicas changed, UTC with milliseconds).
+
+Tracing: the gateway continues the W3C trace context of each request
+(traceparent, tracestate): a server span per request, and under it a span
+per call to catalog, cart or payments (one per attempt when it retries, with
+shop.service, shop.attempt, shop.queue_wait_ms and shop.outcome), so a trace
+shows which service was slow. A request without a traceparent starts a new
+trace. Spans are exported with --otlp-endpoint only (OTLP over gRPC,
+plaintext); without it the tracer is a no-op. Sampling is parent-based: the
+caller's sampled flag decides (requests without a traceparent are
+recorded); --trace-all records every request whatever the flag, as a
+tail-sampling collector needs. Export never holds up a request: spans are
+batched, and dropped if the receiver cannot keep up. Whatever the flags,
+shop_traceparent_total{state="sampled|unsampled|absent|invalid"} on
+/metrics (and "traceparent" in /stats) counts what requests arrived with
+(all but /health, /stats and /metrics).`,
 		Example: `  swarm target --addr 127.0.0.1:8080
 
   # a failing payments service, and the gateway retrying 3 times
@@ -65,7 +87,13 @@ request. Autoscaler decisions are logged on stderr. Stops on Ctrl-C.`,
   swarm target --set all.capacity=0 --no-autoscale
 
   # freeze for 1s every 5s, to see coordinated omission corrected
-  swarm target --stall-every 5s --stall-for 1s`,
+  swarm target --stall-every 5s --stall-for 1s
+
+  # a catalog that takes 30s to scale up
+  swarm target --set catalog.autoscale.delay=30s
+
+  # spans to a local collector or Jaeger, every request recorded
+  swarm target --otlp-endpoint 127.0.0.1:4317 --trace-all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, kv := range opts.Sets {
@@ -97,6 +125,8 @@ request. Autoscaler decisions are logged on stderr. Stops on Ctrl-C.`,
 	f.BoolVar(&opts.NoAutoscale, "no-autoscale", false, "keep every service at its starting replicas")
 	f.DurationVar(&opts.Config.Autoscale.UpDelay, "scale-up-delay", d.Autoscale.UpDelay, "how long demand must stay high before replicas are added")
 	f.DurationVar(&opts.Config.Autoscale.DownDelay, "scale-down-delay", d.Autoscale.DownDelay, "how long demand must stay low before a replica is removed")
+	f.StringVar(&opts.Config.OTLPEndpoint, "otlp-endpoint", "", "export spans over OTLP/gRPC (plaintext) to this host:port, e.g. 127.0.0.1:4317 (default: no export)")
+	f.BoolVar(&opts.Config.TraceAll, "trace-all", false, "record every request's spans, whatever its traceparent's sampled flag (default: follow the caller's flag); needs --otlp-endpoint")
 	return cmd
 }
 
