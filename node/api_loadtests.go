@@ -94,7 +94,8 @@ func (n *Node) testRoutes() {
 	n.mux.HandleFunc("GET /v1/tests/{id}/results", n.handleResults)
 }
 
-// handleResults: ?by=region,node,step (any of them), &from=&to= (seconds).
+// handleResults: ?by=region,node,step (any of them), &from=&to= (seconds),
+// &exemplars=1 (trace ids of the slowest and failed requests).
 func (n *Node) handleResults(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	by := map[string]bool{}
@@ -121,6 +122,14 @@ func (n *Node) handleResults(w http.ResponseWriter, r *http.Request) {
 			}
 			*p.dst = x
 		}
+	}
+	switch v := q.Get("exemplars"); v {
+	case "", "0", "false":
+	case "1", "true":
+		by["exemplars"] = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("exemplars=%q: want 1 or 0", v))
+		return
 	}
 	res, err := n.results(r.Context(), r.PathValue("id"), from, to, by)
 	if err != nil {

@@ -83,16 +83,31 @@ func (c *Client) Tests(ctx context.Context) ([]TestSummary, error) {
 // Results asks the node for a test's merged results; by lists the
 // breakdowns (region, node, step); to < 0 means the end of the test.
 func (c *Client) Results(ctx context.Context, id string, by []string, from, to int64) (Results, error) {
+	return c.ResultsWith(ctx, id, ResultsQuery{By: by, From: from, To: to})
+}
+
+// ResultsQuery is what GET /v1/tests/{id}/results asks for.
+type ResultsQuery struct {
+	By        []string // region, node, step
+	From, To  int64    // seconds; To < 0: the end
+	Exemplars bool     // list the slowest and failed requests' trace ids
+}
+
+// ResultsWith is Results with every option.
+func (c *Client) ResultsWith(ctx context.Context, id string, q ResultsQuery) (Results, error) {
 	var res Results
 	v := url.Values{}
-	if len(by) > 0 {
-		v.Set("by", strings.Join(by, ","))
+	if len(q.By) > 0 {
+		v.Set("by", strings.Join(q.By, ","))
 	}
-	if from > 0 {
-		v.Set("from", fmt.Sprint(from))
+	if q.From > 0 {
+		v.Set("from", fmt.Sprint(q.From))
 	}
-	if to >= 0 {
-		v.Set("to", fmt.Sprint(to))
+	if q.To >= 0 {
+		v.Set("to", fmt.Sprint(q.To))
+	}
+	if q.Exemplars {
+		v.Set("exemplars", "1")
 	}
 	err := c.get(ctx, "/v1/tests/"+url.PathEscape(id)+"/results?"+v.Encode(), &res)
 	return res, err

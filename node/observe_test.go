@@ -146,3 +146,60 @@ observe:
 		t.Fatalf("excluded: %v", st.Excluded)
 	}
 }
+
+// TestExemplarsInResults: every request carries a traceparent; results
+// asked with exemplars list the slowest and failed requests per point and
+// step, and each trace id is one the target saw.
+func TestExemplarsInResults(t *testing.T) {
+	nodes := fleet(t, 2)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var total, traced int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp := r.Header.Get("traceparent")
+		mu.Lock()
+		total++
+		if len(tp) == 55 {
+			traced++
+			seen[tp[3:35]] = true
+		}
+		mu.Unlock()
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	body := []byte(fmt.Sprintf(`name: traced
+target: %s
+duration: 3s
+load: {rate: 40}
+tracing: {sample: 0.5}
+flow: weighted
+requests: [{name: ok, path: /ok}, {name: bad, path: /fail}]
+`, srv.URL))
+	id, _ := runTest(t, nodes, 0, body)
+	res, err := node.NewClient(nodes[1].APIAddr(), nil).ResultsWith(context.Background(), id, node.ResultsQuery{To: -1, Exemplars: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if traced != total || total != 120 {
+		t.Errorf("%d of %d requests carried a traceparent, want all of 120", traced, total)
+	}
+	var failed, ok int
+	for _, e := range res.Exemplars {
+		if !seen[e.TraceID] {
+			t.Errorf("exemplar %+v: trace id never seen at the target", e)
+		}
+		if e.Class != "" {
+			failed++
+		} else {
+			ok++
+		}
+	}
+	// 3 points, 2 regions (a node each), 2 steps: at most 2 per outcome.
+	if failed == 0 || ok == 0 || len(res.Exemplars) > 3*2*2*2 {
+		t.Errorf("exemplars: %d ok, %d failed: %+v", ok, failed, res.Exemplars)
+	}
+}

@@ -211,7 +211,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 		return id
 	}
 	in := report.Input{ID: testID, Scenario: sc, From: from, To: to, Resolution: q.Resolution,
-		ByRegion: by["region"], ByNode: by["node"], Interrupted: rec.State == StateStopped, Observed: observed}
+		ByRegion: by["region"], ByNode: by["node"], Exemplars: by["exemplars"], Interrupted: rec.State == StateStopped, Observed: observed}
 	if rec.State == StateFailed {
 		in.Failed = rec.Reason
 	}

@@ -1,8 +1,10 @@
 package report
 
 import (
+	"encoding/hex"
 	"math"
 	"sort"
+	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
 	"github.com/loadswarm/loadswarm/scenarios/observe"
@@ -236,5 +238,78 @@ func sortedKeys[V any](m map[int64]V) []int64 {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out
+}
+
+// ExemplarRow is one traced request of the report's exemplars.
+type ExemplarRow struct {
+	T         int64   `json:"t"` // the point's first second
+	Region    string  `json:"region"`
+	Node      string  `json:"node"`
+	Step      string  `json:"step"`
+	TraceID   string  `json:"trace_id"`
+	LatencyMs float64 `json:"latency_ms"`
+	Status    int     `json:"status,omitempty"`
+	Class     string  `json:"error,omitempty"`
+	Sampled   bool    `json:"sampled"`
+}
+
+// exemplarRows picks, for each point, region and step, the
+// storage.ExemplarsPerStep slowest successful and failed requests of the
+// parts' points (each point keeps its own slowest already), naming the
+// node that sent them.
+func exemplarRows(parts []Part, from, last int64) []ExemplarRow {
+	type group struct {
+		t            int64
+		region, step string
+		failed       bool
+	}
+	groups := map[group][]ExemplarRow{}
+	for _, p := range parts {
+		if p.Points == nil {
+			continue
+		}
+		region := p.Region
+		if region == "" {
+			region = NoRegion
+		}
+		for t, sec := range p.Points.Seconds {
+			if t < from || t > last {
+				continue
+			}
+			for _, e := range sec.Exemplars {
+				g := group{t, region, e.Step, e.Failed()}
+				groups[g] = append(groups[g], ExemplarRow{T: t, Region: region, Node: p.label(), Step: e.Step,
+					TraceID: hex.EncodeToString(e.TraceID[:]), LatencyMs: float64(e.Latency) / float64(time.Millisecond),
+					Status: e.Status, Class: e.Class, Sampled: e.Sampled})
+			}
+		}
+	}
+	var out []ExemplarRow
+	for _, rows := range groups {
+		sort.Slice(rows, func(a, b int) bool {
+			if rows[a].LatencyMs != rows[b].LatencyMs {
+				return rows[a].LatencyMs > rows[b].LatencyMs
+			}
+			return rows[a].TraceID < rows[b].TraceID
+		})
+		out = append(out, rows[:min(len(rows), storage.ExemplarsPerStep)]...)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		x, y := out[a], out[b]
+		switch {
+		case x.T != y.T:
+			return x.T < y.T
+		case x.Region != y.Region:
+			return x.Region < y.Region
+		case x.Step != y.Step:
+			return x.Step < y.Step
+		case (x.Class != "") != (y.Class != ""):
+			return x.Class != ""
+		case x.LatencyMs != y.LatencyMs:
+			return x.LatencyMs > y.LatencyMs
+		}
+		return x.TraceID < y.TraceID
+	})
 	return out
 }

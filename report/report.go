@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -72,6 +73,9 @@ type Input struct {
 	// Observed is what the test's observer read from the system under
 	// test (observe:), nil when nothing.
 	Observed *storage.Observed
+	// Exemplars lists the trace ids of the slowest and failed requests per
+	// point, step and region in the report (Report.Exemplars).
+	Exemplars bool
 }
 
 // Report is a test's outcome. It is what `swarm run --json` and `swarm
@@ -108,6 +112,10 @@ type Report struct {
 	// Observe is the system under test as observed, and the load changes,
 	// scale lag and recovery timed against them.
 	Observe *Observation `json:"observe"`
+	// Exemplars are traced requests to look up in a tracing backend: per
+	// point of the series, step and region, the slowest successful and the
+	// slowest failed ones (Input.Exemplars; omitted otherwise).
+	Exemplars []ExemplarRow `json:"exemplars,omitempty"`
 }
 
 // Point is one point of the merged series (per second, or coarser).
@@ -172,7 +180,7 @@ func Build(in Input) (*Report, error) {
 		if p.Total != nil {
 			t := p.Total
 			if t.T != 0 {
-				t = &storage.Second{T: 0, Buckets: t.Buckets}
+				t = &storage.Second{T: 0, Buckets: t.Buckets, Exemplars: t.Exemplars}
 			}
 			if err := one.Add(t); err != nil {
 				return nil, fmt.Errorf("report: results of %s: %w", p.label(), err)
@@ -283,6 +291,10 @@ func Build(in Input) (*Report, error) {
 			P50: sum.Latency.P50, P95: sum.Latency.P95, P99: sum.Latency.P99, Errors: sum.Errors, Dropped: sum.Dropped})
 	}
 
+	if in.Exemplars {
+		r.Exemplars = exemplarRows(parts, from, last)
+	}
+
 	// The system under test, then thresholds on the fleet-wide numbers as
 	// reported, with regions and what was observed.
 	r.Observe = observation(sc, in.Observed, r.Series, res, dur)
@@ -329,10 +341,12 @@ func Fold(s *storage.Series, res int64) (total *storage.Second, points *storage.
 	sort.Slice(ts, func(a, b int) bool { return ts[a] < ts[b] })
 	for _, t := range ts {
 		sec := s.Seconds[t]
-		if err := total.Merge(&storage.Second{T: 0, Buckets: sec.Buckets}); err != nil {
+		if err := total.Merge(&storage.Second{T: 0, Buckets: sec.Buckets, Exemplars: slices.Clone(sec.Exemplars)}); err != nil {
 			return nil, nil, err
 		}
-		folded := storage.NewSecond(t / res * res)
+		// The point keeps the slowest and failed requests' trace ids of its
+		// seconds (Second.Merge keeps the bound).
+		folded := &storage.Second{T: t / res * res, Buckets: map[storage.Dim]*storage.Bucket{}, Exemplars: sec.Exemplars}
 		for _, b := range sec.Buckets {
 			one := &storage.Second{T: folded.T, Buckets: map[storage.Dim]*storage.Bucket{{}: {Counters: b.Counters, Latency: b.Latency}}}
 			if err := folded.Merge(one); err != nil {

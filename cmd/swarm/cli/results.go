@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,8 @@ type ResultsOptions struct {
 	To   int64
 	JSON bool
 	CSV  bool
+	// Exemplars lists the trace ids of the slowest and failed requests.
+	Exemplars bool
 }
 
 // NewCmdResults parses `swarm results`.
@@ -40,11 +43,23 @@ exactly (percentiles from merged histograms, never averaged) and says which
 nodes did not answer: "missing" nodes are not in the numbers; "from replicas"
 nodes did not answer but their replicas did.
 
+With --exemplars it lists, for each point of the series, step and region,
+the slowest successful and the slowest failed requests with their W3C trace
+ids (every request carries a traceparent header unless the test file says
+tracing: false): paste one into Jaeger or Tempo to see which service was
+slow. The file's tracing.sample sets the share sent with the sampled flag.
+
+When the test file has an observe: section, the report shows what the
+system under test did (first, min, max, last of each series, the scale lag
+after the largest rise in load, how long latency took to get back under its
+threshold); --csv adds a column per observed series, --json has it all.
+
 Thresholds are evaluated on the merged, fleet-wide numbers. Exit code 0 when
 they pass, 99 when one fails, 1 on any other error.`,
 		Example: `  swarm results 3f2a9c1b7d4e --by region
   swarm results 3f2a9c1b7d4e --by node --json > results.json
-  swarm results 3f2a9c1b7d4e --csv > series.csv      # the per-second series`,
+  swarm results 3f2a9c1b7d4e --csv > series.csv      # the per-second series
+  swarm results 3f2a9c1b7d4e --exemplars             # trace ids of the slowest requests`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.ID = args[0]
@@ -68,12 +83,14 @@ they pass, 99 when one fails, 1 on any other error.`,
 	f.Int64Var(&opts.From, "from", 0, "first second of the test to include")
 	f.Int64Var(&opts.To, "to", -1, "last second to include (-1: the end)")
 	f.BoolVar(&opts.JSON, "json", false, "print JSON")
-	f.BoolVar(&opts.CSV, "csv", false, "print the per-second series as CSV")
+	f.BoolVar(&opts.CSV, "csv", false, "print the per-second series as CSV (with the observed series)")
+	f.BoolVar(&opts.Exemplars, "exemplars", false, "list the trace ids of the slowest and failed requests per point, step and region")
 	return cmd
 }
 
 func resultsRun(ctx context.Context, opts *ResultsOptions) error {
-	res, err := node.NewClient(opts.API, nil).Results(ctx, opts.ID, opts.By, opts.From, opts.To)
+	res, err := node.NewClient(opts.API, nil).ResultsWith(ctx, opts.ID,
+		node.ResultsQuery{By: opts.By, From: opts.From, To: opts.To, Exemplars: opts.Exemplars})
 	if err != nil {
 		return err
 	}
@@ -88,6 +105,8 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 		if err := writeSeriesCSV(opts.IO.Out, res.Series, res.Observe); err != nil {
 			return err
 		}
+	case opts.Exemplars:
+		writeExemplars(opts.IO.Out, res.Exemplars)
 	default:
 		printResults(opts.IO.Out, res)
 	}
@@ -132,4 +151,28 @@ func writeSeriesCSV(w io.Writer, series []report.Point, obs *report.Observation)
 func printResults(w io.Writer, r node.Results) {
 	_ = report.WriteText(w, &r.Report, nil)
 	fmt.Fprintf(w, "%d node(s) answered, %d bytes moved\n", r.Answered, r.BytesMoved)
+}
+
+// writeExemplars prints the traced requests, ready to paste into a tracing
+// backend.
+func writeExemplars(w io.Writer, rows []report.ExemplarRow) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "no exemplars: the test sent no traced requests (tracing: false?) or its results hold none")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "t\tregion\tnode\tstep\tlatency\tstatus\terror\tsampled\ttrace id")
+	for _, e := range rows {
+		status := "-"
+		if e.Status != 0 {
+			status = strconv.Itoa(e.Status)
+		}
+		class := e.Class
+		if class == "" {
+			class = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", e.T, e.Region, e.Node, e.Step,
+			report.FormatMs(e.LatencyMs), status, class, e.Sampled, e.TraceID)
+	}
+	_ = tw.Flush()
 }
