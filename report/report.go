@@ -123,6 +123,7 @@ type Point struct {
 	T        int64   `json:"t"`
 	Target   float64 `json:"target"`   // planned arrivals per second
 	Achieved float64 `json:"achieved"` // started arrivals per second
+	Requests float64 `json:"requests"` // requests completed per second
 	P50      float64 `json:"p50_ms"`
 	P95      float64 `json:"p95_ms"`
 	P99      float64 `json:"p99_ms"`
@@ -287,7 +288,7 @@ func Build(in Input) (*Report, error) {
 		sum := storage.SummarizeSecond(points.Seconds[t])
 		w := float64(max(1, min(res, last-t+1)))
 		pl := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
-		r.Series = append(r.Series, Point{T: t, Target: pl / w, Achieved: float64(sum.Arrivals) / w,
+		r.Series = append(r.Series, Point{T: t, Target: pl / w, Achieved: float64(sum.Arrivals) / w, Requests: float64(sum.Requests) / w,
 			P50: sum.Latency.P50, P95: sum.Latency.P95, P99: sum.Latency.P99, Errors: sum.Errors, Dropped: sum.Dropped})
 	}
 

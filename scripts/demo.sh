@@ -27,12 +27,22 @@ echo
 echo "== running $EXAMPLE from the node at $api against $url"
 echo "   Every node sends its share of the rate; the shop's traffic goes x10 at 10s."
 echo "   One line per second (fleet-wide): watch latency and errors after ~17s,"
-echo "   until the shop's autoscaler adds replicas about 10s later."
+echo "   until the shop's autoscaler adds replicas about 10s later. The test's"
+echo "   scheduler reads the shop's /metrics (observe:) meanwhile: the report ends"
+echo "   with the story in numbers (replicas, scale lag, when p95 came back)."
 echo
 set +e
-"$BIN" run --api "$api" --target "$url" "$EXAMPLE"
+"$BIN" run --api "$api" --target "$url" "$EXAMPLE" 2> >(tee "$dir/run.err" >&2)
 code=$?
 set -e
+id=$(sed -n 's/^test \([0-9a-f]*\) submitted.*/\1/p' "$dir/run.err" | head -n1)
+
+if [ -n "$id" ]; then
+  echo
+  echo "== requests slower than a second, with their trace ids (swarm results $id --exemplars)"
+  echo "   Every request carried a W3C traceparent; paste an id into Jaeger or Tempo."
+  "$BIN" results "$id" --api "$api" --exemplars | awk 'NR == 1 || $5 ~ /[0-9]s$/' | head -n 9 || true
+fi
 
 echo
 echo "== what the shop's autoscaler did (from its log)"
