@@ -212,6 +212,7 @@ scenario() {
       duration) sed -i -E "s/^duration: .*/duration: $v/" "$dst" ;;
       rate) sed -i -E "s/^(  rate:) .*/\1 $v/" "$dst" ;;
       max_in_flight) sed -i -E "s/^(  max_in_flight:) .*/\1 $v/" "$dst" ;;
+      tracing) echo "tracing: $v" >>"$dst" ;;
     esac
   done
   "$BIN/swarm" validate "$dst" >/dev/null || die "bad bench scenario $dst"
@@ -331,6 +332,27 @@ if ! skip rate; then
   echo
 fi
 
+# ------------------------------------------------------- 2b. tracing overhead
+# The generator's CPU per request at 10k/s with trace context off, on (the
+# default: a traceparent on every request, 1% sampled, exemplars kept) and
+# on with every request sampled: issue 11 wants < 5% for the default.
+if ! skip tracing; then
+  TRATE=${BENCH_TRACING_RATE:-10000}
+  echo "2b. tracing overhead: ${RATE_SECS}s each at $TRATE req/s, tracing false / {sample: 0.01} / {sample: 1}"
+  LIMIT=$((RATE_SECS + 60))
+  for tr in off on-1pct on-100pct; do
+    case $tr in off) v=false ;; on-1pct) v="{sample: 0.01}" ;; on-100pct) v="{sample: 1}" ;; esac
+    scenario scripts/bench/rate.yaml "$RUN/tracing-$tr.yaml" "duration=${RATE_SECS}s" "rate=$TRATE" "max_in_flight=1000" "tracing=$v"
+    echo "   ours   tracing $tr"
+    measure "ours-tracing-$tr" "$LIMIT" "$BIN/swarm" run --local --json -q --target "http://$ADDR" "$RUN/tracing-$tr.yaml"
+    common_args "ours-tracing-$tr"
+    row "${CARGS[@]}" --slurpfile rep "$RUN/ours-tracing-$tr.out" --arg tr "$tr" \
+      "$JQDEFS"'$rep[0] as $r | {section: "tracing", tool: "ours", tracing: $tr, requests: $r.requests,
+         dropped: $r.dropped, p99_ms: $r.latency_ms.p99} + srv + cpu | .cpu_per_10k = per10k(.requests)'
+  done
+  echo
+fi
+
 # ---------------------------------------------------------------- 3. memory
 if ! skip memory; then
   if [ "$NOFILE" -lt $((HOLD_INFLIGHT + 1000)) ]; then
@@ -400,6 +422,7 @@ jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpus "$(nproc --all)" --
    ratios: {ours_over_vegeta: ratio($m.ours.cpu_per_10k; $m.vegeta.cpu_per_10k),
             ours_over_wrk: ratio($m.ours.cpu_per_10k; $m.wrk.cpu_per_10k)},
    rate_accuracy: map(select(.section == "rate")),
+   tracing: map(select(.section == "tracing")),
    memory: map(select(.section == "memory"))}' "$RUN"/row-*.json >"$OUT/results.json" ||
   die "cannot assemble results.json"
 cp "$OUT/results.json" "$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).json"
@@ -435,6 +458,14 @@ if [ "$(jq '.rate_accuracy | length' "$R")" -gt 0 ]; then
     done
   echo "(achieved = server rate / target; missing = planned - server count; dropped = ours' own count of"
   echo " arrivals refused by max_in_flight; tool-rate = the rate the tool itself reports)"
+  echo
+fi
+if [ "$(jq '.tracing | length' "$R")" -gt 0 ]; then
+  echo "== Tracing overhead (generator CPU-s per 10k requests; same run, one after the other)"
+  jq -r '(.tracing | map({(.tracing): .cpu_per_10k}) | add) as $c | .tracing[] |
+      "\(.tracing)\t\(.requests)\t\(.cpu_per_10k*1000|round/1000)\t\(if $c.off then ((.cpu_per_10k / $c.off * 1000 | round) / 1000 | tostring) + "x" else "-" end)\t\(.other_cores*100|round/100)"' "$R" |
+    while IFS=$'\t' read -r tr n c x o; do printf '%-10s %9s %9s %8s %6s\n' "$tr" "$n" "$c" "$x" "$o"; done
+  echo "(columns: tracing, requests, cpu-s/10k, ratio to off, other cores busy)"
   echo
 fi
 if [ "$(jq '.memory | length' "$R")" -gt 0 ]; then
