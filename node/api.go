@@ -48,6 +48,8 @@ type Peers struct {
 func (n *Node) routes() {
 	n.mux.HandleFunc("GET /v1/health", n.handleHealth)
 	n.mux.HandleFunc("GET /v1/peers", n.handlePeers)
+	// Prometheus metrics; the guard refuses browsers here as elsewhere.
+	n.mux.Handle("GET /metrics", n.metrics.handler)
 	n.testRoutes()
 	if n.cfg.DebugAPI {
 		n.mux.HandleFunc("POST /v1/debug/isolate", n.handleIsolate)

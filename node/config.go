@@ -123,6 +123,27 @@ type Config struct {
 	// fills). Default 512MiB. --min-free-disk, SWARM_MIN_FREE_DISK.
 	MinFreeDisk string `yaml:"min_free_disk"`
 
+	// OTLPEndpoint turns on OpenTelemetry export over OTLP/gRPC to this
+	// host:port (a collector, an agent, Tempo, Jaeger...): a client span
+	// for every request whose trace is sampled (the test's tracing), and
+	// each test's per-second results as metrics. The SDK's standard
+	// OTEL_EXPORTER_OTLP_* variables set headers, certificates,
+	// compression and timeout; OTEL_RESOURCE_ATTRIBUTES and
+	// OTEL_SERVICE_NAME the resource. This setting is the endpoint: the
+	// OTEL_EXPORTER_OTLP_*ENDPOINT variables alone do not turn export on.
+	// Default "": off. --otlp-endpoint, SWARM_OTLP_ENDPOINT.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// OTLPInsecure sends OTLP in plaintext (true) or over TLS (false).
+	// Default (unset): the OTEL_EXPORTER_OTLP_INSECURE variables if set,
+	// else plaintext for a loopback endpoint (localhost, 127.0.0.1, ::1:
+	// a local collector) and TLS with the system's roots for any other.
+	// --otlp-insecure[=false], SWARM_OTLP_INSECURE.
+	OTLPInsecure *bool `yaml:"otlp_insecure"`
+	// OTLPInterval is how often each test's metrics are exported. Default
+	// 0: OTEL_METRIC_EXPORT_INTERVAL (milliseconds) if set, else 10s.
+	// --otlp-interval, SWARM_OTLP_INTERVAL.
+	OTLPInterval time.Duration `yaml:"otlp_interval"`
+
 	// Version is the software version that the node reports. Set by the CLI.
 	Version string `yaml:"-"`
 }
@@ -169,6 +190,10 @@ func (c Config) Clone() Config {
 	c.Seeds = slices.Clone(c.Seeds)
 	c.Policy.TrustSubmitters = slices.Clone(c.Policy.TrustSubmitters)
 	c.Policy.AllowTargets = slices.Clone(c.Policy.AllowTargets)
+	if c.OTLPInsecure != nil {
+		v := *c.OTLPInsecure
+		c.OTLPInsecure = &v
+	}
 	return c
 }
 
@@ -202,6 +227,14 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
 			}
 		}
+	}
+	if c.OTLPEndpoint != "" {
+		if err := checkOTLPEndpoint(c.OTLPEndpoint); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.OTLPInterval != 0 && (c.OTLPInterval < 100*time.Millisecond || c.OTLPInterval > time.Hour) {
+		errs = append(errs, fmt.Errorf("otlp interval %s: must be 100ms..1h (0: the default)", c.OTLPInterval))
 	}
 	if c.CapacityPerSec < 0 {
 		errs = append(errs, fmt.Errorf("capacity: %d is negative", c.CapacityPerSec))
@@ -244,6 +277,21 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log format %q: want text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// checkOTLPEndpoint wants host:port, the form the OTLP/gRPC exporter takes.
+func checkOTLPEndpoint(ep string) error {
+	if strings.Contains(ep, "://") {
+		return fmt.Errorf("otlp endpoint %q: want host:port (e.g. localhost:4317), not a URL; --otlp-insecure chooses plaintext", ep)
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil || host == "" {
+		return fmt.Errorf("otlp endpoint %q: want host:port, e.g. localhost:4317", ep)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("otlp endpoint %q: bad port", ep)
+	}
+	return nil
 }
 
 // splitBind parses host[:port]; the port defaults to 7946.
@@ -352,6 +400,16 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 		c.Policy.AllowTargets = splitList(v)
 	}
 	dur("SWARM_SIM_JITTER", &c.SimJitter)
+	str("SWARM_OTLP_ENDPOINT", &c.OTLPEndpoint)
+	dur("SWARM_OTLP_INTERVAL", &c.OTLPInterval)
+	if v, ok := lookup("SWARM_OTLP_INSECURE"); ok {
+		switch b, err := strconv.ParseBool(v); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("SWARM_OTLP_INSECURE=%q: want true or false", v))
+		default:
+			c.OTLPInsecure = &b
+		}
+	}
 	return errors.Join(errs...)
 }
 

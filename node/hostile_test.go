@@ -18,6 +18,7 @@ import (
 
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/scenarios"
+	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/scheduler"
 	"github.com/loadswarm/loadswarm/swarm"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
@@ -570,4 +571,57 @@ func TestHostileDiskFull(t *testing.T) {
 	if _, err := c.Health(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Case: a member that never scheduled the test publishes observed values
+// of the system under test (replicas that never moved, a lag that would
+// pass a threshold), and malformed ones. Every node refuses them: the
+// results keep only what the test's scheduler read, and the node runs on.
+func TestHostileObserved(t *testing.T) {
+	nodes := fleet(t, 3)
+	r := newRogue(t, nodes, nil)
+	sut := newSUTTarget(t, time.Hour) // never scales
+	body := []byte(fmt.Sprintf(`name: observed
+target: %s
+load:
+  stages:
+    - {duration: 1s, rate: 20}
+    - {duration: 3s, rate: 60}
+requests: [{name: a}]
+observe:
+  sources: [{name: replicas, scrape: %s/metrics, select: shop_replicas}]
+thresholds: ['sut["replicas"].max < 3']
+`, sut.srv.URL, sut.srv.URL))
+	c := node.NewClient(nodes[0].APIAddr(), nil)
+	id, err := c.Submit(context.Background(), body, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStart(t, c, id)
+	topic := r.testTopic(id)
+	lie, err := storage.EncodeObserved([]*storage.ObservedSecond{{T: 1, Values: map[string]float64{"replicas": 40}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		r.say(topic, node.TypeObserved, id, node.Observed{ID: id, Seconds: lie})
+		r.say(topic, node.TypeObserved, id, node.Observed{ID: id, Seconds: []byte{0xff, 0x00}})
+		r.say(topic, node.TypeObserved, id, node.Observed{ID: id, Seconds: []byte(strings.Repeat("x", 1000))})
+	}
+	st := waitOver(t, c, id, 30*time.Second)
+	if st.Report.Status != "passed" {
+		t.Errorf("status %s: %+v", st.Report.Status, st.Report.Thresholds)
+	}
+	for _, n := range nodes {
+		res, err := node.NewClient(n.APIAddr(), nil).Results(context.Background(), id, nil, 0, -1)
+		if err != nil {
+			t.Fatalf("%s: %v", n.Swarm().Name(), err)
+		}
+		for _, s := range res.Observe.Series {
+			if s.Max != 2 {
+				t.Errorf("%s: series %s max %g: the rogue's values were kept", n.Swarm().Name(), s.Name, s.Max)
+			}
+		}
+	}
+	honest(t, nodes[1], 40, 2)
 }

@@ -197,6 +197,7 @@ func (t *loadTest) onMessage(msg swarm.Message) {
 			t.logRefusal(msg.Sender, "bad lease: "+err.Error())
 			return
 		}
+		t.reg.n.metrics.leaseReceived()
 		t.post(event{kind: scheduler.InLease, from: msg.Sender, lease: &l})
 	case TypeStats:
 		if msg.Local {

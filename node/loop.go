@@ -244,6 +244,7 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		t.log.Info(out.Note)
 	}
 	if out.Plan != nil {
+		t.reg.n.metrics.replan()
 		t.announce(now, v, out.Plan)
 	}
 	if out.Lease != nil {
@@ -251,6 +252,7 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		l.Sent = l.Sent.Round(0) // as it travels: no monotonic reading
 		t.handle(now, event{kind: scheduler.InLease, from: self, lease: &l})
 		t.publish(TypeLease, &l)
+		t.reg.n.metrics.leaseSent()
 	}
 }
 
@@ -358,6 +360,7 @@ func (t *loadTest) takeLead(now time.Time, v fleetView, leader string) {
 		t.log.Info("scheduling the test", "nodes", len(p.Shares), "start", p.Start.Format(time.RFC3339Nano))
 	} else {
 		p = c.Resume(now, plan)
+		t.reg.n.metrics.replan()
 		t.log.Info("took over as the test's scheduler", "epoch", p.Epoch, "from", leader)
 	}
 	t.coord = c

@@ -69,6 +69,7 @@ type Node struct {
 	reg      *registry
 	store    *storage.Store
 	targets  *scenarios.TargetPolicy // where tests may send requests from this node
+	metrics  *metrics                // GET /metrics, and the OTLP export when configured
 }
 
 // New validates cfg and prepares a node; nothing listens until Start.
@@ -81,6 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux(), fatal: make(chan error, 1)}
 	n.reg = newRegistry(n)
+	n.metrics = newMetrics(n)
 	n.routes()
 	return n, nil
 }
@@ -183,6 +185,18 @@ func (n *Node) Start(ctx context.Context) error {
 		store.Close()
 		return fmt.Errorf("allow-target: %w", err)
 	}
+	if cfg.OTLPEndpoint != "" {
+		o, err := startOTLP(cfg, n.metrics, n.log)
+		if err != nil {
+			n.srv.Close()
+			sw.Close()
+			store.Close()
+			return err
+		}
+		n.metrics.mu.Lock()
+		n.metrics.otlp = o
+		n.metrics.mu.Unlock()
+	}
 	if err := n.writeAddrs(); err != nil {
 		n.log.Warn("could not write node.json", "error", err)
 	}
@@ -204,6 +218,7 @@ func (n *Node) Start(ctx context.Context) error {
 			n.reg.close()
 			n.srv.Close()
 			sw.Close()
+			n.metrics.close(otlpCloseTimeout)
 			store.Close()
 			n.closeMu.Lock()
 			n.closed = true
@@ -351,11 +366,17 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.sw.Close())
 	n.wg.Wait()
+	// The shares have ended: the OTLP export sends what is left, briefly.
+	n.metrics.close(otlpCloseTimeout)
 	errs = append(errs, n.store.Close())
 	_ = os.Remove(filepath.Join(n.cfg.DataDir, AddrsFile))
 	n.log.Info("node stopped")
 	return errors.Join(errs...)
 }
+
+// otlpCloseTimeout bounds the OTLP export's last flush when the node
+// closes: an endpoint that is down must not hold the node up.
+const otlpCloseTimeout = 2 * time.Second
 
 // transport is the HTTP transport a test's share uses on this node: every
 // address it dials passes the node's target policy first, and the node's

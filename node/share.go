@@ -34,9 +34,14 @@ func (t *loadTest) startRun(a scheduler.Action) {
 	t.node(self).Name = name
 	t.mu.Unlock()
 	tr := t.reg.n.transport(t.sc)
+	// The share's metrics (Prometheus, and OTLP when configured): its
+	// series are resolved now, and go metricsGrace after the run ends.
+	sm := t.reg.n.metrics.startShare(t.id, t.sc.Name, region, t.sc)
+	sm.setInFlight(ctl.InFlight)
 	cfg := scenarios.RunConfig{
 		Scenario: t.sc, Profile: &prof, Start: start, Seed: a.Seed, Control: ctl, Transport: tr, MaxLate: t.reg.n.cfg.MaxLate,
 		OnSecond: func(sec *storage.Second) {
+			sm.OnSecond(sec)
 			b, err := storage.EncodeSecond(sec)
 			if err != nil {
 				t.log.Warn("encode second", "error", err)
@@ -50,12 +55,14 @@ func (t *loadTest) startRun(a scheduler.Action) {
 			t.mu.Unlock()
 			t.publish(TypeStats, Stats{Name: name, Region: region, Second: b, Plan: t.followedDigest()})
 		},
+		OnRequest: sm.OnRequest,
 	}
 	t.log.Info("this node's share starts", "epoch", a.Plan.Epoch, "scheduler", a.Plan.Scheduler, "in", time.Until(start).Round(time.Millisecond).String())
 	t.reg.wg.Add(1)
 	go func() {
 		defer t.reg.wg.Done()
 		defer cancel()
+		defer sm.end()
 		if d := time.Until(start); d < -time.Second {
 			t.log.Warn("plan arrived after the test's start", "late", (-d).String())
 		}

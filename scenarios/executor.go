@@ -93,6 +93,16 @@ type Control struct {
 	held     atomic.Bool
 	deadline atomic.Pointer[time.Time] // nil: none
 	changed  chan struct{}
+	inFlight atomic.Pointer[atomic.Int64] // the run's count, once it starts
+}
+
+// InFlight is the number of arrivals the run has outstanding (sent, not
+// yet done), for metrics; 0 before the run starts.
+func (c *Control) InFlight() int64 {
+	if n := c.inFlight.Load(); n != nil {
+		return n.Load()
+	}
+	return 0
 }
 
 // NewControl returns a control for one run.
@@ -218,6 +228,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 	}
 	e.weights = sc.cumulativeWeights()
 	e.firstStep = sc.Steps[0].Name
+	if cfg.Control != nil {
+		cfg.Control.inFlight.Store(&e.inFlight)
+	}
 
 	flushDone := make(chan struct{})
 	stopFlush := make(chan struct{})

@@ -42,8 +42,8 @@ var layers = map[string][]string{
 var testHelpers = map[string][]string{
 	"swarm/swarmtest":   {"swarm"},
 	"testnet/fleettest": {"testnet", "swarm/swarmtest"},
-	"testnet/promtest":  nil, // a real Prometheus server for tests
-	"testnet/otlptest":  nil, // a real OTLP receiver for tests
+	"testnet/promtest":  {}, // a real Prometheus server for tests
+	"testnet/otlptest":  {}, // a real OTLP receiver for tests
 }
 
 // below returns every package under p in the tables: what p's non-test

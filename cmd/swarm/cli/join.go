@@ -43,6 +43,10 @@ type JoinOptions struct {
 	MinFree    string
 	MaxLate    time.Duration
 
+	OTLPEndpoint string
+	OTLPInsecure bool
+	OTLPInterval time.Duration
+
 	// Changed holds the flags given on the command line: only those
 	// override the config file and the environment.
 	Changed map[string]bool
@@ -52,7 +56,8 @@ type JoinOptions struct {
 
 var joinFlags = []string{"config", "name", "region", "zone", "org", "capacity", "tag", "data-dir",
 	"bind", "advertise", "api", "fleet-key", "profile", "log-level", "log-format",
-	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api", "max-disk", "min-free-disk", "max-late"}
+	"lease-ttl", "start-lead", "sim-latency", "sim-jitter", "trust", "allow-target", "max-duration", "debug-api", "max-disk", "min-free-disk", "max-late",
+	"otlp-endpoint", "otlp-insecure", "otlp-interval"}
 
 // NewCmdJoin parses `swarm join`; runF does the work (tests pass their own).
 func NewCmdJoin(ios IO, runF func(context.Context, *JoinOptions) error) *cobra.Command {
@@ -84,17 +89,38 @@ announced, and again on every connection), --max-duration declines long
 tests, --capacity caps its rate. A node that declines says why, and the
 submitter sees it; the test is split over the nodes that accept.
 
+Observability: GET /metrics on the API address serves Prometheus metrics
+(arrivals, requests, errors by class, a latency histogram with trace-id
+exemplars, fleet members, tests, store size, process and Go runtime). The
+API answers requests for its own address only and refuses browsers, so
+scrape the address it listens on (--api; 127.0.0.1 by default, so keep
+Prometheus on the host or listen on an address it reaches). With
+--otlp-endpoint host:port, the node also exports over OTLP/gRPC a client
+span for every request whose trace is sampled (the scenario's tracing; the
+span has the trace and span ids of the request's traceparent, so the
+target's spans are its children) and each test's metrics every
+--otlp-interval. The OpenTelemetry SDK's standard variables apply:
+OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_CERTIFICATE,
+OTEL_EXPORTER_OTLP_COMPRESSION, OTEL_EXPORTER_OTLP_TIMEOUT (and their
+_TRACES_/_METRICS_ forms), OTEL_EXPORTER_OTLP_INSECURE,
+OTEL_METRIC_EXPORT_INTERVAL, OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; --otlp-endpoint (or
+SWARM_OTLP_ENDPOINT) is what turns export on. An endpoint that is down
+never slows a test: spans that cannot be queued are dropped and counted
+(swarm_otlp_spans_dropped_total).
+
 Settings come from, in increasing priority: defaults, the --config file
 (YAML, keys as in the flags: name, region, zone, org, capacity, tags, data_dir,
 bind, advertise, api, fleet_key, seeds, profile, log_level, log_format,
 lease_ttl, start_lead, sim_latency, sim_jitter, retention, trust,
-allow_targets, max_duration),
+allow_targets, max_duration, otlp_endpoint, otlp_insecure, otlp_interval),
 environment variables (SWARM_NAME, SWARM_REGION, SWARM_ZONE, SWARM_ORG,
 SWARM_CAPACITY, SWARM_TAGS="k=v,k2=v2", SWARM_DATA_DIR, SWARM_BIND,
 SWARM_ADVERTISE, SWARM_API, SWARM_FLEET_KEY, SWARM_SEEDS="a:7946,b:7946",
 SWARM_PROFILE, SWARM_LOG_LEVEL, SWARM_LOG_FORMAT, SWARM_CONFIG, SWARM_LEASE_TTL,
 SWARM_START_LEAD, SWARM_SIM_LATENCY, SWARM_SIM_JITTER, SWARM_RETENTION,
-SWARM_TRUST, SWARM_ALLOW_TARGETS, SWARM_MAX_DURATION), then flags.
+SWARM_TRUST, SWARM_ALLOW_TARGETS, SWARM_MAX_DURATION, SWARM_OTLP_ENDPOINT,
+SWARM_OTLP_INSECURE, SWARM_OTLP_INTERVAL), then flags.
 
 The node keeps its identity (its libp2p peer id) in --data-dir, so a node
 restarted with the same directory comes back as itself. On Ctrl-C it leaves
@@ -109,6 +135,9 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
   swarm keygen -o fleet.key
   swarm join --fleet-key fleet.key --name eu-1
   swarm join --fleet-key fleet.key --name us-1 10.0.0.5
+
+  # export spans of sampled requests and test metrics to a local collector
+  swarm join --name eu-1 --otlp-endpoint localhost:4317
 
   # three nodes on one machine
   swarm join --name a --bind 127.0.0.1:7946 --api 127.0.0.1:7070 --data-dir /tmp/a
@@ -152,6 +181,9 @@ the fleet gracefully: the others see it as "left" at once, not as dead.`,
 	f.DurationVar(&opts.MaxLate, "max-late", 0, "count an arrival as missed when it would go out later than this (default 50ms: no burst after a stall)")
 	f.BoolVar(&opts.DebugAPI, "debug-api", false, "serve fault-injection endpoints on the API (POST /v1/debug/isolate); swarm testnet sets it")
 	f.DurationVar(&opts.MaxDur, "max-duration", 0, "decline tests longer than this (default: no limit)")
+	f.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", "", "export spans of sampled requests and test metrics over OTLP/gRPC to this host:port (default: off; OTEL_EXPORTER_OTLP_* variables apply)")
+	f.BoolVar(&opts.OTLPInsecure, "otlp-insecure", false, "send OTLP in plaintext, or over TLS with --otlp-insecure=false (default: plaintext for a loopback endpoint, TLS otherwise)")
+	f.DurationVar(&opts.OTLPInterval, "otlp-interval", 0, "how often each test's metrics go to the OTLP endpoint (default: OTEL_METRIC_EXPORT_INTERVAL, else 10s)")
 	return cmd
 }
 
@@ -226,6 +258,14 @@ func (o *JoinOptions) Config() (node.Config, error) {
 	}
 	set("max-disk", &c.MaxDisk, o.MaxDisk)
 	set("min-free-disk", &c.MinFreeDisk, o.MinFree)
+	set("otlp-endpoint", &c.OTLPEndpoint, o.OTLPEndpoint)
+	if o.Changed["otlp-insecure"] {
+		v := o.OTLPInsecure
+		c.OTLPInsecure = &v
+	}
+	if o.Changed["otlp-interval"] {
+		c.OTLPInterval = o.OTLPInterval
+	}
 	if len(o.Seeds) > 0 {
 		c.Seeds = o.Seeds
 	}
