@@ -18,8 +18,8 @@ import (
 
 	"github.com/loadswarm/loadswarm/node"
 	"github.com/loadswarm/loadswarm/scenarios"
-	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/scheduler"
+	"github.com/loadswarm/loadswarm/storage"
 	"github.com/loadswarm/loadswarm/swarm"
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
 )
