@@ -170,7 +170,7 @@ func writeObservation(w io.Writer, o *Observation) {
 	if len(o.Series) > 0 {
 		fmt.Fprintln(w, "\nsystem under test (observe):")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "series\tfirst\tmin\tmax\tlast\tscale lag\tgaps\t")
+		fmt.Fprintln(tw, "series\tfirst\tmin\tmax\tlast\tmoved after rise\tgaps\t")
 		for _, s := range o.Series {
 			lag := "-"
 			if l, ok := o.ScaleLag[s.Name]; ok {
@@ -192,10 +192,8 @@ func writeObservation(w io.Writer, o *Observation) {
 		return
 	}
 	var story []string
-	for _, s := range o.Series {
-		if l := o.ScaleLag[s.Name]; l != nil && s.Samples > 0 {
-			story = append(story, fmt.Sprintf("%s %s → %s, scale lag %.0f s", s.Name, formatValue(s.First), formatValue(s.Max), *l))
-		}
+	for _, s := range storySeries(o) {
+		story = append(story, fmt.Sprintf("%s %s → %s, scale lag %.0f s", s.Name, formatValue(s.First), formatValue(s.Max), *o.ScaleLag[s.Name]))
 	}
 	for _, q := range []string{"p50", "p95", "p99"} {
 		limit, ok := o.Limits[q]
@@ -222,4 +220,22 @@ func formatValue(v float64) string {
 		return fmt.Sprintf("%d", int64(v))
 	}
 	return fmt.Sprintf("%.3g", v)
+}
+
+// storySeries picks the series the story tells of: those that moved after
+// the rise, capacity first (a name with "replica"), at most three.
+func storySeries(o *Observation) []SUTSeries {
+	var capacity, other []SUTSeries
+	for _, s := range o.Series {
+		if o.ScaleLag[s.Name] == nil || s.Samples == 0 {
+			continue
+		}
+		if strings.Contains(strings.ToLower(s.Name), "replica") {
+			capacity = append(capacity, s)
+		} else {
+			other = append(other, s)
+		}
+	}
+	all := append(capacity, other...)
+	return all[:min(len(all), 3)]
 }

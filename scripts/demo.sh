@@ -39,9 +39,9 @@ id=$(sed -n 's/^test \([0-9a-f]*\) submitted.*/\1/p' "$dir/run.err" | head -n1)
 
 if [ -n "$id" ]; then
   echo
-  echo "== requests slower than a second, with their trace ids (swarm results $id --exemplars)"
+  echo "== the slowest requests, with their trace ids (swarm results $id --exemplars --slowest 6)"
   echo "   Every request carried a W3C traceparent; paste an id into Jaeger or Tempo."
-  "$BIN" results "$id" --api "$api" --exemplars | awk 'NR == 1 || $5 ~ /[0-9]s$/' | head -n 9 || true
+  "$BIN" results "$id" --api "$api" --exemplars --slowest 6 || true
 fi
 
 echo

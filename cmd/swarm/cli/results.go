@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 
@@ -26,8 +28,10 @@ type ResultsOptions struct {
 	To   int64
 	JSON bool
 	CSV  bool
-	// Exemplars lists the trace ids of the slowest and failed requests.
+	// Exemplars lists the trace ids of the slowest and failed requests;
+	// Slowest keeps the N slowest of them (0: all, in time order).
 	Exemplars bool
+	Slowest   int
 }
 
 // NewCmdResults parses `swarm results`.
@@ -66,6 +70,9 @@ they pass, 99 when one fails, 1 on any other error.`,
 			if opts.JSON && opts.CSV {
 				return errors.New("--json and --csv: pick one")
 			}
+			if opts.Slowest < 0 || (opts.Slowest > 0 && !opts.Exemplars) {
+				return errors.New("--slowest N: N > 0, with --exemplars")
+			}
 			for _, b := range opts.By {
 				if b != "region" && b != "node" && b != "step" {
 					return fmt.Errorf("--by %q: want region, node or step", b)
@@ -85,6 +92,7 @@ they pass, 99 when one fails, 1 on any other error.`,
 	f.BoolVar(&opts.JSON, "json", false, "print JSON")
 	f.BoolVar(&opts.CSV, "csv", false, "print the per-second series as CSV (with the observed series)")
 	f.BoolVar(&opts.Exemplars, "exemplars", false, "list the trace ids of the slowest and failed requests per point, step and region")
+	f.IntVar(&opts.Slowest, "slowest", 0, "with --exemplars: only the N slowest, slowest first")
 	return cmd
 }
 
@@ -106,7 +114,13 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 			return err
 		}
 	case opts.Exemplars:
-		writeExemplars(opts.IO.Out, res.Exemplars)
+		rows := res.Exemplars
+		if opts.Slowest > 0 {
+			rows = slices.Clone(rows)
+			slices.SortStableFunc(rows, func(a, b report.ExemplarRow) int { return cmp.Compare(b.LatencyMs, a.LatencyMs) })
+			rows = rows[:min(len(rows), opts.Slowest)]
+		}
+		writeExemplars(opts.IO.Out, rows)
 	default:
 		printResults(opts.IO.Out, res)
 	}

@@ -16,6 +16,10 @@ func TestResultsFlags(t *testing.T) {
 		{[]string{"abc", "--by", "region,node", "--json"}, ""},
 		{[]string{"abc", "--by", "color"}, `--by "color"`},
 		{[]string{"abc", "--json", "--csv"}, "pick one"},
+		{[]string{"abc", "--exemplars", "--slowest", "5"}, ""},
+		{[]string{"abc", "--slowest", "5"}, "with --exemplars"},
+		{[]string{"abc", "--exemplars", "--slowest", "-1"}, "N > 0"},
+		{[]string{"abc", "--exemplars", "--slowest", "x"}, "invalid argument"},
 		{[]string{}, "accepts 1 arg"},
 	} {
 		var got *ResultsOptions
