@@ -25,12 +25,7 @@ unit:
 
 # A short bounded run of every fuzzer; `make fuzz FUZZTIME=5m` digs deeper.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg >/tmp/swarm-fuzz.out 2>&1 || { tail -40 /tmp/swarm-fuzz.out; exit 1; }; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 test: vet unit fuzz
 
