@@ -206,24 +206,26 @@ func TestEndToEndObserve(t *testing.T) {
 	if share := float64(tp.Sampled) / n; math.Abs(share-0.2) > 4*math.Sqrt(0.2*0.8/n) {
 		t.Errorf("sampled share %.3f of %.0f requests, want 0.2 within 4 sigma", share, n)
 	}
-	// Exemplars: each trace id is among the shop's exported spans.
-	swarmtest.WaitFor(t, 10*time.Second, "the shop's spans are exported", func() (bool, string) { return len(fast.otlp.Spans()) > 0, "none yet" })
-	traces := map[string]bool{}
-	for _, sp := range fast.otlp.Spans() {
-		traces[hex.EncodeToString(sp.TraceID[:])] = true
-	}
+	// Exemplars: each trace id is among the shop's exported spans (the
+	// last of them leave the shop up to a batch later).
 	if len(res.Exemplars) == 0 {
 		t.Error("no exemplars in the results")
 	}
+	var traces map[string]bool
 	missing := 0
-	for _, e := range res.Exemplars {
-		if !traces[e.TraceID] {
-			missing++
+	swarmtest.WaitFor(t, 15*time.Second, "every exemplar's trace among the shop's spans", func() (bool, string) {
+		traces = map[string]bool{}
+		for _, sp := range fast.otlp.Spans() {
+			traces[hex.EncodeToString(sp.TraceID[:])] = true
 		}
-	}
-	if missing > 0 {
-		t.Errorf("%d of %d exemplar trace ids are not among the %d traces the shop exported", missing, len(res.Exemplars), len(traces))
-	}
+		missing = 0
+		for _, e := range res.Exemplars {
+			if !traces[e.TraceID] {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d exemplar trace ids are not among the %d traces the shop exported", missing, len(res.Exemplars), len(traces))
+	})
 
 	// The real Prometheus: its rate of the nodes' request counters over
 	// the last 10 s agrees with the test's request rate over those seconds

@@ -104,8 +104,11 @@ func newTracing(cfg TargetConfig) (trace.Tracer, *sdktrace.TracerProvider, error
 	}
 	tp := sdktrace.NewTracerProvider(
 		// The batcher's queue drops spans when full: export never blocks a
-		// request.
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)),
+		// request. The SDK's default (2048 spans) overflows at a few
+		// hundred requests a second with --trace-all (2-4 spans each), so
+		// the queue holds a few seconds of that and batches are larger.
+		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second),
+			sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(4096)),
 		sdktrace.WithSampler(sampler),
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "shop"))),
 	)
