@@ -145,6 +145,21 @@ observe:
 	if why := st.Excluded["o1"]; !contains(why, "declined") || !contains(why, "observe source") {
 		t.Fatalf("excluded: %v", st.Excluded)
 	}
+	// A source at the cloud metadata address: every node declines at
+	// admission, before anything is dialed.
+	meta := []byte(fmt.Sprintf(`name: metadata
+target: %s
+duration: 2s
+load: {rate: 20}
+requests: [{name: a}]
+observe:
+  sources: [{name: m, scrape: "http://169.254.169.254/latest/meta-data", select: m}]
+`, ct.srv.URL))
+	id, err = c.Submit(context.Background(), meta, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRefused(t, c, id, "observe source")
 }
 
 // TestExemplarsInResults: every request carries a traceparent; results
