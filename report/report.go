@@ -112,10 +112,25 @@ type Report struct {
 	// Observe is the system under test as observed, and the load changes,
 	// scale lag and recovery timed against them.
 	Observe *Observation `json:"observe"`
+	// SeriesByRegion and SeriesByNode are the series of each region and
+	// node (with Input.ByRegion, Input.ByNode): for charts.
+	SeriesByRegion map[string][]Point `json:"series_by_region,omitempty"`
+	SeriesByNode   map[string][]Point `json:"series_by_node,omitempty"`
+	// Stages are the load profile's segments, for marking a time axis.
+	Stages []Stage `json:"stages"`
 	// Exemplars are traced requests to look up in a tracing backend: per
 	// point of the series, step and region, the slowest successful and the
 	// slowest failed ones (Input.Exemplars; omitted otherwise).
 	Exemplars []ExemplarRow `json:"exemplars,omitempty"`
+}
+
+// Stage is one segment of the load profile: the rate moves from From to To
+// between Start and End (seconds since the test's start).
+type Stage struct {
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+	From  float64 `json:"from"`
+	To    float64 `json:"to"`
 }
 
 // Point is one point of the merged series (per second, or coarser).
@@ -175,6 +190,8 @@ func Build(in Input) (*Report, error) {
 	points := storage.NewSeries()
 	regions := map[string]*storage.Series{}
 	nodes := map[string]*storage.Series{}
+	regionPoints := map[string]*storage.Series{}
+	nodePoints := map[string]*storage.Series{}
 	var missingSeconds int64
 	for _, p := range parts {
 		one := storage.NewSeries()
@@ -211,6 +228,15 @@ func Build(in Input) (*Report, error) {
 			return nil, fmt.Errorf("report: merge region %s: %w", region, err)
 		}
 		nodes[p.label()] = one
+		if p.Points != nil && (in.ByRegion || in.ByNode) {
+			if regionPoints[region] == nil {
+				regionPoints[region] = storage.NewSeries()
+			}
+			if err := regionPoints[region].Merge(p.Points); err != nil {
+				return nil, fmt.Errorf("report: merge the series of region %s: %w", region, err)
+			}
+			nodePoints[p.label()] = p.Points
+		}
 		if p.Replica {
 			r.FromReplicas = append(r.FromReplicas, p.label())
 		}
@@ -278,18 +304,23 @@ func Build(in Input) (*Report, error) {
 	d.Why = append(d.Why, in.Notes...)
 	r.Delivery = d
 
-	// The series.
-	ts := make([]int64, 0, len(points.Seconds))
-	for t := range points.Seconds {
-		ts = append(ts, t)
+	// The series: the fleet's, and each region's and node's when asked.
+	r.Series = seriesOf(sc, points, res, last)
+	if in.ByRegion {
+		r.SeriesByRegion = map[string][]Point{}
+		for k, v := range regionPoints {
+			r.SeriesByRegion[k] = noTarget(seriesOf(sc, v, res, last))
+		}
 	}
-	sort.Slice(ts, func(a, b int) bool { return ts[a] < ts[b] })
-	for _, t := range ts {
-		sum := storage.SummarizeSecond(points.Seconds[t])
-		w := float64(max(1, min(res, last-t+1)))
-		pl := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
-		r.Series = append(r.Series, Point{T: t, Target: pl / w, Achieved: float64(sum.Arrivals) / w, Requests: float64(sum.Requests) / w,
-			P50: sum.Latency.P50, P95: sum.Latency.P95, P99: sum.Latency.P99, Errors: sum.Errors, Dropped: sum.Dropped})
+	if in.ByNode {
+		r.SeriesByNode = map[string][]Point{}
+		for k, v := range nodePoints {
+			r.SeriesByNode[k] = noTarget(seriesOf(sc, v, res, last))
+		}
+	}
+	r.Stages = []Stage{}
+	for _, s := range sc.Profile.Segments() {
+		r.Stages = append(r.Stages, Stage{Start: s.Start.Seconds(), End: (s.Start + s.Dur).Seconds(), From: s.From, To: s.To})
 	}
 
 	if in.Exemplars {
@@ -312,6 +343,34 @@ func Build(in Input) (*Report, error) {
 		r.Status = StatusFailed
 	}
 	return r, nil
+}
+
+// seriesOf is the points of a merged series in time order; a point's
+// target is the plan's whole-fleet target.
+func seriesOf(sc *scenarios.Scenario, points *storage.Series, res, last int64) []Point {
+	ts := make([]int64, 0, len(points.Seconds))
+	for t := range points.Seconds {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(a, b int) bool { return ts[a] < ts[b] })
+	out := make([]Point, 0, len(ts))
+	for _, t := range ts {
+		sum := storage.SummarizeSecond(points.Seconds[t])
+		w := float64(max(1, min(res, last-t+1)))
+		pl := sc.Profile.Hits(time.Duration(t+int64(w))*time.Second) - sc.Profile.Hits(time.Duration(t)*time.Second)
+		out = append(out, Point{T: t, Target: pl / w, Achieved: float64(sum.Arrivals) / w, Requests: float64(sum.Requests) / w,
+			P50: sum.Latency.P50, P95: sum.Latency.P95, P99: sum.Latency.P99, Errors: sum.Errors, Dropped: sum.Dropped})
+	}
+	return out
+}
+
+// noTarget clears the targets of a region's or node's series: the plan
+// gives the fleet's target, and each share's is in the test's plans.
+func noTarget(ps []Point) []Point {
+	for i := range ps {
+		ps[i].Target = 0
+	}
+	return ps
 }
 
 func (p Part) label() string {

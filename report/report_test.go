@@ -103,15 +103,33 @@ func TestSplitDoesNotChangeNumbers(t *testing.T) {
 		// A region's planned arrivals are what its nodes planned; the
 		// total's are the test's.
 		region, total := split.ByRegion[NoRegion], whole.Summary
+		// The one region's series is the fleet's, without the plan's
+		// target; the nodes' series add up to it.
+		fleet := noTarget(append([]Point(nil), whole.Series...))
+		sum := map[int64]float64{}
+		for _, ps := range split.SeriesByNode {
+			for _, p := range ps {
+				sum[p.T] += p.Achieved
+			}
+		}
+		for _, p := range whole.Series {
+			if d := sum[p.T] - p.Achieved; d > 1e-9 || d < -1e-9 {
+				t.Fatalf("trial %d: second %d: the nodes' series add up to %v achieved, the fleet's is %v", trial, p.T, sum[p.T], p.Achieved)
+			}
+		}
+		if len(split.SeriesByNode) != n {
+			t.Fatalf("trial %d: %d node series for %d nodes", trial, len(split.SeriesByNode), n)
+		}
 		region.Planned, region.Rate.Target, total.Planned, total.Rate.Target = 0, 0, 0, 0
 		for name, pair := range map[string][2]any{
-			"summary":    {split.Summary, whole.Summary},
-			"by step":    {split.ByStep, whole.ByStep},
-			"series":     {split.Series, whole.Series},
-			"thresholds": {split.Thresholds, whole.Thresholds},
-			"delivery":   {split.Delivery, whole.Delivery},
-			"status":     {split.Status, whole.Status},
-			"region":     {region, total},
+			"summary":       {split.Summary, whole.Summary},
+			"by step":       {split.ByStep, whole.ByStep},
+			"series":        {split.Series, whole.Series},
+			"thresholds":    {split.Thresholds, whole.Thresholds},
+			"delivery":      {split.Delivery, whole.Delivery},
+			"status":        {split.Status, whole.Status},
+			"region":        {region, total},
+			"region series": {split.SeriesByRegion[NoRegion], fleet},
 		} {
 			a, _ := json.Marshal(pair[0])
 			b, _ := json.Marshal(pair[1])
