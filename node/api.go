@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/loadswarm/loadswarm/report/web"
 )
 
 // Health is the answer of GET /v1/health.
@@ -51,6 +53,10 @@ func (n *Node) routes() {
 	// Prometheus metrics; the guard refuses browsers here as elsewhere.
 	n.mux.Handle("GET /metrics", n.metrics.handler)
 	n.testRoutes()
+	n.mux.HandleFunc("GET /v1/stream", n.handleStream)
+	ui := web.Handler()
+	n.mux.Handle("GET /ui", ui)
+	n.mux.Handle("GET /ui/", ui)
 	if n.cfg.DebugAPI {
 		n.mux.HandleFunc("POST /v1/debug/isolate", n.handleIsolate)
 	}
@@ -105,6 +111,10 @@ func (n *Node) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.peers())
+}
+
+func (n *Node) peers() Peers {
 	members := n.sw.Members()
 	out := Peers{Peers: make([]Peer, 0, len(members))}
 	for _, m := range members {
@@ -115,7 +125,7 @@ func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
 			Version: m.Version, Self: m.Self, Since: m.Since.UTC(),
 		})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

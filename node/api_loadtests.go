@@ -73,8 +73,12 @@ type TestStatus struct {
 	Seconds     []SecondStats     `json:"seconds"`
 	// CompleteThrough is the last second every running node has reported
 	// (-1 before any): seconds up to it will not change.
-	CompleteThrough int64        `json:"complete_through"`
-	Report          *FleetReport `json:"report,omitempty"` // once the test is over
+	CompleteThrough int64 `json:"complete_through"`
+	// Report is the merged report once the test is over; while it runs,
+	// with ?report=1, the report so far.
+	Report *FleetReport `json:"report,omitempty"`
+	// Events are the test's plans and the shares stopped early, in order.
+	Events []TestEvent `json:"events"`
 }
 
 // FleetReport is a test's merged report with the fleet's view of it: the
@@ -224,7 +228,16 @@ func (n *Node) handleTest(w http.ResponseWriter, r *http.Request) {
 		}
 		since = s
 	}
-	st, err := t.status(since, r.URL.Query().Get("by") == "node")
+	live := false
+	switch v := r.URL.Query().Get("report"); v {
+	case "", "0", "false":
+	case "1", "true":
+		live = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("report=%q: want 1 or 0", v))
+		return
+	}
+	st, err := t.status(since, r.URL.Query().Get("by") == "node", live)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -246,11 +259,13 @@ func (t *loadTest) summaryLocked() TestSummary {
 }
 
 // status builds the test's status from seconds since on.
-func (t *loadTest) status(since int64, byNode bool) (*TestStatus, error) {
+// With live, a running test's status has the report so far.
+func (t *loadTest) status(since int64, byNode, live bool) (*TestStatus, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := &TestStatus{TestSummary: t.summaryLocked(), Target: t.sc.Target.String(),
-		DurationSec: t.sc.Profile.Duration().Seconds(), CompleteThrough: -1, Seconds: []SecondStats{}}
+		DurationSec: t.sc.Profile.Duration().Seconds(), CompleteThrough: -1, Seconds: []SecondStats{},
+		Events: append([]TestEvent{}, t.events...)}
 	names := map[string]string{}
 	for id := range t.nodes {
 		names[id] = t.nameOfLocked(id)
@@ -311,7 +326,7 @@ func (t *loadTest) status(since int64, byNode bool) (*TestStatus, error) {
 	switch {
 	case t.final != nil:
 		st.Report = t.final // retired: its seconds are in the stores
-	case t.state != StatePending && t.state != StateRunning:
+	case (t.state != StatePending && t.state != StateRunning) || (live && t.plan != nil):
 		rep, err := t.reportLocked()
 		if err != nil {
 			return nil, err
@@ -384,6 +399,11 @@ func (t *loadTest) reportLocked() (*FleetReport, error) {
 	dur := int64(math.Ceil(t.sc.Profile.Duration().Seconds()))
 	in := report.Input{ID: t.id, Scenario: t.sc, To: -1, Resolution: max(1, (dur+119)/120),
 		ByRegion: true, ByNode: true, Interrupted: t.state == StateStopped}
+	if t.state == StateRunning || t.state == StatePending {
+		// The report so far covers the seconds every node has reported:
+		// the ones still on their way are not missing.
+		in.To = max(t.completeThroughLocked(), 0)
+	}
 	if t.state == StateFailed {
 		in.Failed = t.reason
 	}

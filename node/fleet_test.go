@@ -26,7 +26,7 @@ type countingTarget struct {
 	srv    *httptest.Server
 }
 
-func newCountingTarget(t *testing.T) *countingTarget {
+func newCountingTarget(t testing.TB) *countingTarget {
 	ct := &countingTarget{counts: map[int64]int{}}
 	ct.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ct.mu.Lock()
@@ -64,7 +64,7 @@ func fleet(t *testing.T, n int) []*node.Node { return fleetWith(t, n, "n", nil) 
 
 // fleetWith is fleet with names prefix0.. and a hook to change node i's
 // config before it starts.
-func fleetWith(t *testing.T, n int, prefix string, configure func(i int, c *node.Config)) []*node.Node {
+func fleetWith(t testing.TB, n int, prefix string, configure func(i int, c *node.Config)) []*node.Node {
 	t.Helper()
 	var nodes []*node.Node
 	for i := range n {
@@ -84,7 +84,7 @@ func fleetWith(t *testing.T, n int, prefix string, configure func(i int, c *node
 }
 
 // waitConverged waits until every node sees every other alive.
-func waitConverged(t *testing.T, nodes []*node.Node) {
+func waitConverged(t testing.TB, nodes []*node.Node) {
 	t.Helper()
 	swarmtest.WaitFor(t, 10*time.Second, "fleet converges", func() (bool, string) {
 		for _, nd := range nodes {

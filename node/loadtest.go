@@ -86,6 +86,7 @@ type loadTest struct {
 	// schedulers are the nodes whose plans this node followed: the only
 	// ones whose observed values of the system under test it keeps.
 	schedulers map[string]bool
+	events     []TestEvent // for the dashboard's time axis, bounded by maxEvents
 }
 
 // event is an input for the loop.

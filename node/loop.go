@@ -181,6 +181,7 @@ func (t *loadTest) sync(now time.Time) {
 		d := p.Digest()
 		t.following.Store(&d)
 		t.vouchLocked(t.reg.self, d)
+		t.planEventLocked(t.plan, p)
 		t.plan = p
 		t.schedulers[p.Scheduler] = true
 		t.trackSpansLocked(p)

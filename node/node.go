@@ -70,6 +70,7 @@ type Node struct {
 	store    *storage.Store
 	targets  *scenarios.TargetPolicy // where tests may send requests from this node
 	metrics  *metrics                // GET /metrics, and the OTLP export when configured
+	stream   streamHub               // GET /v1/stream: the dashboard's live frames
 }
 
 // New validates cfg and prepares a node; nothing listens until Start.
@@ -81,6 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		logger = slog.Default()
 	}
 	n := &Node{cfg: cfg.Clone(), log: logger, mux: http.NewServeMux(), fatal: make(chan error, 1)}
+	n.stream.n = n
 	n.reg = newRegistry(n)
 	n.metrics = newMetrics(n)
 	n.routes()

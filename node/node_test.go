@@ -14,7 +14,7 @@ import (
 	"github.com/loadswarm/loadswarm/swarm/swarmtest"
 )
 
-func localConfig(t *testing.T, name, dataDir string, seeds ...string) node.Config {
+func localConfig(t testing.TB, name, dataDir string, seeds ...string) node.Config {
 	c := node.DefaultConfig()
 	c.Name = name
 	c.DataDir = dataDir
@@ -29,7 +29,7 @@ func localConfig(t *testing.T, name, dataDir string, seeds ...string) node.Confi
 	return c
 }
 
-func startNode(t *testing.T, c node.Config) *node.Node {
+func startNode(t testing.TB, c node.Config) *node.Node {
 	t.Helper()
 	n, err := node.New(c, swarmtest.Logger(t))
 	if err != nil {

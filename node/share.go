@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -111,6 +112,9 @@ func (t *loadTest) giveUp(why string) {
 	t.gaveUp = why
 	ns := t.node(t.reg.self)
 	ns.Name = name
+	if ns.Stopped == "" {
+		t.eventLocked("stopped", fmt.Sprintf("%s stopped its share: %s", name, why))
+	}
 	ns.Stopped = why
 	t.mu.Unlock()
 	t.log.Warn("this node's share ends", "why", why)

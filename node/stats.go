@@ -106,6 +106,9 @@ func (t *loadTest) record(from string, s *Stats, sec *storage.Second) {
 		ns.StartSkew = s.StartSkew
 	}
 	if s.Stopped != "" {
+		if ns.Stopped == "" {
+			t.eventLocked("stopped", fmt.Sprintf("%s stopped its share: %s", t.nameOfLocked(from), s.Stopped))
+		}
 		ns.Stopped = s.Stopped
 	}
 	if s.Done {
