@@ -30,9 +30,11 @@ echo "   One line per second (fleet-wide): watch latency and errors after ~17s,"
 echo "   until the shop's autoscaler adds replicas about 10s later. The test's"
 echo "   scheduler reads the shop's /metrics (observe:) meanwhile: the report ends"
 echo "   with the story in numbers (replicas, scale lag, when p95 came back)."
+echo "   Watch it live in a browser: http://$api/ui (any node's API serves it)."
 echo
+report="$(pwd)/bin/demo-report.html"
 set +e
-"$BIN" run --api "$api" --target "$url" "$EXAMPLE" 2> >(tee "$dir/run.err" >&2)
+"$BIN" run --api "$api" --target "$url" --report "$report" "$EXAMPLE" 2> >(tee "$dir/run.err" >&2)
 code=$?
 set -e
 id=$(sed -n 's/^test \([0-9a-f]*\) submitted.*/\1/p' "$dir/run.err" | head -n1)
@@ -42,6 +44,10 @@ if [ -n "$id" ]; then
   echo "== the slowest requests, with their trace ids (swarm results $id --exemplars --slowest 6)"
   echo "   Every request carried a W3C traceparent; paste an id into Jaeger or Tempo."
   "$BIN" results "$id" --api "$api" --exemplars --slowest 6 || true
+  if [ -f "$report" ]; then
+    echo
+    echo "== the HTML report (charts by region and node, one file, opens offline): $report"
+  fi
 fi
 
 echo

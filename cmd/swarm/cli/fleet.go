@@ -66,6 +66,17 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 		}
 		printNodes(opts.IO.Out, rep)
 	}
+	// A report that cannot be written does not hide how the test went;
+	// it fails a run that passed.
+	var reportErr error
+	if opts.Report != "" {
+		if reportErr = writeReport(ctx, c, id, opts.Report, "", opts.IO.Out); reportErr != nil {
+			reportErr = fmt.Errorf("--report: %w", reportErr)
+			fmt.Fprintln(opts.IO.ErrOut, reportErr)
+		} else if !opts.Quiet {
+			fmt.Fprintf(opts.IO.ErrOut, "report written to %s\n", opts.Report)
+		}
+	}
 	switch {
 	case st.State == node.StateFailed:
 		return fmt.Errorf("test %s could not run: %s", id, st.Reason)
@@ -74,7 +85,7 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	case rep.Status != report.StatusPassed:
 		return ErrThresholds
 	}
-	return nil
+	return reportErr
 }
 
 // follow prints a line per second of the test until it is over; Ctrl-C

@@ -32,6 +32,8 @@ type RunOptions struct {
 	Detach bool
 	// ByNode adds each node's arrivals per second to the live lines.
 	ByNode bool
+	// Report is an HTML report file to write when the test is over.
+	Report string
 }
 
 // NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
@@ -68,11 +70,17 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
   # run on this host alone
   swarm run --local examples/constant.yaml
 
+  # follow it, then write the HTML report (charts, thresholds, nodes)
+  swarm run --report report.html examples/spike.yaml
+
   # the report as JSON, for CI
   swarm run --local --json examples/flow.yaml > report.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.File = args[0]
+			if opts.Report != "" && (opts.Local || opts.Detach) {
+				return errors.New("--report: the HTML report is made from a fleet's stores; not with --local or --detach (use swarm report ID later)")
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -86,6 +94,7 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
 	cmd.Flags().BoolVarP(&opts.Detach, "detach", "d", false, "submit, print the test id and return (fleet runs)")
 	cmd.Flags().BoolVar(&opts.ByNode, "by-node", false, "show each node's arrivals per second in the live lines (fleet runs)")
+	cmd.Flags().StringVar(&opts.Report, "report", "", "when the test is over, write its HTML report to this file (fleet runs; see swarm report)")
 	return cmd
 }
 
