@@ -6,7 +6,7 @@ GO      ?= go
 BIN     := bin/swarm
 FUZZTIME ?= 5s
 
-.PHONY: all build test unit fuzz vet demo bench bench-big clean
+.PHONY: all build test unit fuzz vet demo bench bench-big screenshots clean
 
 all: build
 
@@ -38,6 +38,12 @@ bench: build
 	./scripts/bench.sh
 	$(GO) test -run '^$$' -bench . ./scenarios/
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./scheduler/ ./storage/ ./node/
+
+# The README's pictures of the dashboard and the report, taken by the
+# browser test on a live 3-node testnet (needs chromium).
+screenshots:
+	mkdir -p docs
+	SWARM_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestEndToEndDashboard -v ./testnet/
 
 # 50 in-process nodes: convergence, death detection, idle CPU.
 bench-big:

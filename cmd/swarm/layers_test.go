@@ -24,8 +24,9 @@ var layers = map[string][]string{
 	"cmd/swarm":         {"cmd/swarm/cli"},
 	"cmd/swarm/cli":     {"testnet", "node", "scenarios"},
 	"testnet":           {"node"},
-	"node":              {"report", "scheduler", "scenarios", "storage", "swarm"},
+	"node":              {"report", "report/web", "scheduler", "scenarios", "storage", "swarm"},
 	"report":            {"scenarios", "storage"},
+	"report/web":        nil, // the dashboard's and the HTML report's front end: a leaf
 	"scheduler":         {"scenarios"},
 	"scenarios":         {"scenarios/observe", "storage"},
 	"scenarios/observe": nil, // reads the system under test's metrics: a leaf
@@ -40,10 +41,11 @@ var layers = map[string][]string{
 // that sits above everything the helper stands on (swarm's tests may use
 // swarmtest; node's may not use fleettest, which stands on testnet).
 var testHelpers = map[string][]string{
-	"swarm/swarmtest":   {"swarm"},
-	"testnet/fleettest": {"testnet", "swarm/swarmtest"},
-	"testnet/promtest":  {}, // a real Prometheus server for tests
-	"testnet/otlptest":  {}, // a real OTLP receiver for tests
+	"swarm/swarmtest":     {"swarm"},
+	"testnet/fleettest":   {"testnet", "swarm/swarmtest"},
+	"testnet/promtest":    {}, // a real Prometheus server for tests
+	"testnet/otlptest":    {}, // a real OTLP receiver for tests
+	"testnet/browsertest": {}, // a real headless Chromium for tests
 }
 
 // below returns every package under p in the tables: what p's non-test
