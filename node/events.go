@@ -64,8 +64,23 @@ func (t *loadTest) planEventLocked(old, p *scheduler.Plan) {
 			left = append(left, fmt.Sprintf("%s (%s)", t.nameOfLocked(id), why))
 		}
 	}
+	// Members that take no part now and did not before: declined, no
+	// capacity, not selected. Those that left are listed as left.
+	var excluded []string
+	for id, why := range p.Excluded {
+		if had[id] {
+			continue
+		}
+		if old != nil {
+			if _, was := old.Excluded[id]; was {
+				continue
+			}
+		}
+		excluded = append(excluded, fmt.Sprintf("%s (%s)", t.nameOfLocked(id), why))
+	}
 	sort.Strings(joined)
 	sort.Strings(left)
+	sort.Strings(excluded)
 	var b strings.Builder
 	fmt.Fprintf(&b, "plan %d by %s: %d node(s)", p.Epoch, t.nameOfLocked(p.Scheduler), len(p.Shares))
 	if old != nil && len(joined) > 0 {
@@ -74,7 +89,10 @@ func (t *loadTest) planEventLocked(old, p *scheduler.Plan) {
 	if len(left) > 0 {
 		fmt.Fprintf(&b, "; left %s", strings.Join(left, ", "))
 	}
-	if old != nil && len(joined) == 0 && len(left) == 0 {
+	if len(excluded) > 0 {
+		fmt.Fprintf(&b, "; without %s", strings.Join(excluded, ", "))
+	}
+	if old != nil && len(joined) == 0 && len(left) == 0 && len(excluded) == 0 {
 		b.WriteString("; shares moved")
 	}
 	t.addEventLocked(TestEvent{T: p.Effective.Seconds(), Kind: "plan", Text: b.String()})

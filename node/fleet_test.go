@@ -263,6 +263,16 @@ func TestFleetNodeDies(t *testing.T) {
 	if st.Epoch < 2 {
 		t.Fatalf("no re-plan after the crash (epoch %d)", st.Epoch)
 	}
+	// The re-plan is an event on the dashboard's time axis, after the crash.
+	var replan *node.TestEvent
+	for i, ev := range st.Events {
+		if ev.Kind == "plan" && contains(ev.Text, "left "+victim.Swarm().Name()+" (") {
+			replan = &st.Events[i]
+		}
+	}
+	if replan == nil || replan.T < crashedAt.Seconds() {
+		t.Fatalf("crash at %s; events: %+v", crashedAt, st.Events)
+	}
 	t.Logf("crash at %s; report: %d requests, achieved %.1f/s of %.1f/s", crashedAt.Round(time.Millisecond), st.Report.Requests, st.Report.Rate.Achieved, st.Report.Rate.Target)
 }
 
@@ -358,6 +368,10 @@ func TestFleetPolicyDecline(t *testing.T) {
 		if n.Name == "p2" {
 			t.Fatalf("p2 took part: %+v", n)
 		}
+	}
+	// The dashboard's time axis says so.
+	if len(st.Events) == 0 || !contains(st.Events[0].Text, "without p2 (declined") {
+		t.Fatalf("events: %+v", st.Events)
 	}
 	// Every node declining: the test fails with their reasons.
 	st2 := localConfig(t, "solo", t.TempDir())

@@ -43,3 +43,23 @@ func TestReadReportBadInput(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadReport: any file, however made, is read or refused, never a
+// panic; what is read has its results as a JSON object.
+func FuzzReadReport(f *testing.F) {
+	var b bytes.Buffer
+	_ = WriteReport(&b, ReportData{Results: json.RawMessage(`{"id":"a","name":"n"}`)})
+	f.Add(b.Bytes())
+	f.Add([]byte(dataOpen + `{"results":{}}</script>`))
+	f.Add([]byte("<html>"))
+	f.Fuzz(func(t *testing.T, file []byte) {
+		d, err := ReadReport(file)
+		if err != nil {
+			return
+		}
+		var v map[string]any
+		if json.Unmarshal(d.Results, &v) != nil {
+			t.Fatalf("read results that are not an object: %s", d.Results)
+		}
+	})
+}
