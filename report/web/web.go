@@ -23,8 +23,10 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// LiveCSP is the Content-Security-Policy of every /ui response.
-const LiveCSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+// LiveCSP is the Content-Security-Policy of every /ui response. No other
+// site may frame the page: a framed stop button could be clicked by a
+// visitor who thinks they click something else.
+const LiveCSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
 
 // ReportCSP is the Content-Security-Policy a report file declares: it can
 // run its own inline code and nothing else, and make no network request.
@@ -72,6 +74,7 @@ func Handler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Content-Security-Policy", LiveCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Content-Length", fmt.Sprint(len(b)))
 		w.WriteHeader(http.StatusOK)
