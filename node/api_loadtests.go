@@ -407,6 +407,7 @@ func (t *loadTest) reportLocked() (*FleetReport, error) {
 	if t.state == StateFailed {
 		in.Failed = t.reason
 	}
+	in.Aborted = t.aborted
 	x := t.extraLocked()
 	for id, res := range t.results {
 		total, points, err := report.Fold(res, in.Resolution)

@@ -87,6 +87,10 @@ type loadTest struct {
 	// ones whose observed values of the system under test it keeps.
 	schedulers map[string]bool
 	events     []TestEvent // for the dashboard's time axis, bounded by maxEvents
+	// aborted is the abort threshold that stopped the test, if one did;
+	// abortSeen is the last second the scheduler checked them through.
+	aborted   string
+	abortSeen int64
 }
 
 // event is an input for the loop.
@@ -97,6 +101,8 @@ type event struct {
 	lease  *scheduler.Lease
 	reason string
 	failed bool // InStop: the test could not run
+	// aborted is, for InStop, the abort threshold that stopped the test.
+	aborted string
 }
 
 // nodeStatus is what this node knows of another node's part in a test.
@@ -124,7 +130,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 		log: r.n.log.With("test", id), admitted: time.Now(), inbox: make(chan event, 256),
 		follower: f, logged: map[string]time.Time{}, vouch: map[[32]byte]map[string]bool{}, schedulers: map[string]bool{},
 		state: StatePending, declined: declined, sharers: map[string]bool{}, spans: map[string][2]int64{}, ready: map[string]Ready{},
-		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{},
+		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{}, abortSeen: -1,
 	}, nil
 }
 

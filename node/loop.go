@@ -115,6 +115,7 @@ func (t *loadTest) tick(now time.Time) (over bool) {
 	t.lead(now, v)
 	t.sync(now)
 	t.observeIfLeading(t.coord != nil)
+	t.abortIfLeading(t.coord != nil)
 	t.remindReady(now)
 	t.mu.Lock()
 	over = t.overLocked(now, v.alive)
@@ -156,6 +157,11 @@ func (t *loadTest) apply(now time.Time, acts []scheduler.Action, cause event) {
 		case scheduler.ActGiveUp:
 			t.giveUp(a.Reason)
 		case scheduler.ActStop:
+			if cause.aborted != "" {
+				t.mu.Lock()
+				t.aborted = cause.aborted
+				t.mu.Unlock()
+			}
 			t.stop(a.Reason, cause.failed)
 		case scheduler.ActFetch:
 			t.reg.wg.Add(1)

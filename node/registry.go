@@ -174,12 +174,12 @@ func (r *registry) onFleetMessage(msg swarm.Message) {
 		r.mu.Unlock()
 	case TypeTestStop:
 		var s Stop
-		if err := msg.DecodeBody(&s); err != nil || len(s.Reason) > 4096 {
+		if err := msg.DecodeBody(&s); err != nil || len(s.Reason) > 4096 || len(s.Aborted) > 4096 {
 			log.Warn("bad stop", "from", msg.Sender, "error", err)
 			return
 		}
 		if t := r.get(s.ID); t != nil {
-			t.post(event{kind: scheduler.InStop, from: msg.Sender, reason: s.Reason, failed: s.Failed})
+			t.post(event{kind: scheduler.InStop, from: msg.Sender, reason: s.Reason, failed: s.Failed, aborted: s.Aborted})
 		}
 	}
 }
@@ -341,6 +341,16 @@ func (r *registry) stop(ctx context.Context, t *loadTest, reason string) (scope 
 	}
 	t.post(event{kind: scheduler.InStop, from: r.self, reason: reason})
 	return StopFleet, nil
+}
+
+// abort stops a test on every node because an abort threshold failed on
+// the fleet's numbers; only its scheduler calls it.
+func (r *registry) abort(ctx context.Context, t *loadTest, rule, reason string) error {
+	if err := swarm.Publish(ctx, r.fleet, TypeTestStop, wireVersion, t.id, Stop{ID: t.id, Reason: reason, Aborted: rule}); err != nil {
+		return fmt.Errorf("abort %s: %w", t.id, err)
+	}
+	t.post(event{kind: scheduler.InStop, from: r.self, reason: reason, aborted: rule})
+	return nil
 }
 
 func (r *registry) handlePlanFetch(ctx context.Context, from string, req swarm.Envelope) (swarm.Envelope, error) {

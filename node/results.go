@@ -215,6 +215,7 @@ func (n *Node) results(ctx context.Context, testID string, from, to int64, by ma
 	if rec.State == StateFailed {
 		in.Failed = rec.Reason
 	}
+	in.Aborted = x.Aborted
 	ids := make([]string, 0, len(chosen))
 	for id := range chosen {
 		ids = append(ids, id)

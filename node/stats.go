@@ -241,10 +241,12 @@ type recordExtra struct {
 	// Done are the nodes whose run ended and said so: everything they had
 	// was published, so nothing of theirs can be missing.
 	Done map[string]bool `cbor:"4,keyasint,omitempty"`
+	// Aborted is the abort threshold that stopped the test, if one did.
+	Aborted string `cbor:"5,keyasint,omitempty"`
 }
 
 func (t *loadTest) extraLocked() recordExtra {
-	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}}
+	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}, Aborted: t.aborted}
 	for id := range t.sharers {
 		x.Names[id] = t.nameOfLocked(id)
 		if ns, ok := t.nodes[id]; ok {

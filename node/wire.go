@@ -154,6 +154,9 @@ type Stop struct {
 	ID     string `cbor:"1,keyasint"`
 	Reason string `cbor:"2,keyasint"`
 	Failed bool   `cbor:"3,keyasint,omitempty"` // the test could not run (vs. stopped by a user)
+	// Aborted is the abort threshold that stopped the test, when one did:
+	// its scheduler evaluates them on the fleet's merged numbers.
+	Aborted string `cbor:"4,keyasint,omitempty"`
 }
 
 // Stats is the body of TypeStats: one node's results for one second

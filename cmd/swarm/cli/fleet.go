@@ -80,6 +80,8 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	switch {
 	case st.State == node.StateFailed:
 		return fmt.Errorf("test %s could not run: %s", id, st.Reason)
+	case rep.Aborted != "":
+		return ErrThresholds // the scheduler stopped it: an abort threshold failed
 	case rep.Interrupted:
 		return fmt.Errorf("test %s was stopped: %s", id, st.Reason)
 	case rep.Status != report.StatusPassed:
