@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -92,6 +93,7 @@ type FleetReport struct {
 
 func (n *Node) testRoutes() {
 	n.mux.HandleFunc("POST /v1/tests", n.handleSubmit)
+	n.mux.HandleFunc("POST /v1/runs", n.handleRun)
 	n.mux.HandleFunc("GET /v1/tests", n.handleTests)
 	n.mux.HandleFunc("GET /v1/tests/{id}", n.handleTest)
 	n.mux.HandleFunc("DELETE /v1/tests/{id}", n.handleStop)
@@ -152,6 +154,27 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, apiError{Error: err.Error()})
 }
 
+// Run is the body of POST /v1/runs: a test file with its run's
+// parameters.
+type Run struct {
+	Spec   string            `json:"spec"`             // the test file (YAML or JSON)
+	Target string            `json:"target,omitempty"` // replaces the file's target
+	Env    map[string]string `json:"env,omitempty"`    // read as env.KEY
+	Secret []string          `json:"secret,omitempty"` // names in Env whose values are secret
+}
+
+// handleRun takes a Run.
+func (n *Node) handleRun(w http.ResponseWriter, r *http.Request) {
+	var run Run
+	dec := json.NewDecoder(io.LimitReader(r.Body, 2*maxSpecOnWire))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&run); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("body: want {\"spec\": \"...\", \"target\", \"env\", \"secret\"}: %v", err))
+		return
+	}
+	n.submitRun(w, r, run)
+}
+
 // handleSubmit takes a test file as the body; ?target= replaces its target.
 func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxSpecOnWire+1))
@@ -159,7 +182,11 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("read test file: %w", err))
 		return
 	}
-	id, err := n.reg.submit(r.Context(), body, r.URL.Query().Get("target"))
+	n.submitRun(w, r, Run{Spec: string(body), Target: r.URL.Query().Get("target")})
+}
+
+func (n *Node) submitRun(w http.ResponseWriter, r *http.Request, run Run) {
+	id, err := n.reg.submit(r.Context(), run)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -59,6 +59,19 @@ func (c *Client) Submit(ctx context.Context, spec []byte, target string) (string
 	return out.ID, err
 }
 
+// SubmitRun submits a test file with its run's parameters.
+func (c *Client) SubmitRun(ctx context.Context, run Run) (string, error) {
+	b, err := json.Marshal(run)
+	if err != nil {
+		return "", err
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	err = c.doType(ctx, http.MethodPost, "/v1/runs", "application/json", bytes.NewReader(b), &out)
+	return out.ID, err
+}
+
 // Test returns a test's status with the fleet's seconds from since on;
 // byNode adds each node's arrivals per second.
 func (c *Client) Test(ctx context.Context, id string, since int64, byNode bool) (TestStatus, error) {

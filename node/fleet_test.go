@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -544,6 +545,14 @@ func pickVictim(t *testing.T, nodes []*node.Node, st node.TestStatus) *node.Node
 
 // TestAPIBadInput: every bad value a user can send the API is refused with
 // the field and the reason, and the node keeps running.
+const envSpec = "name: e\ntarget: http://127.0.0.1:1\nduration: 1s\nload: {rate: 1}\nrequests: [{name: a, headers: {X-T: '{{ env.TOKEN }}'}}]\n"
+
+// runJSON is a POST /v1/runs body: the spec and more fields.
+func runJSON(spec, more string) string {
+	b, _ := json.Marshal(spec)
+	return `{"spec": ` + string(b) + `, ` + more + `}`
+}
+
 func TestAPIBadInput(t *testing.T) {
 	nodes := fleet(t, 1)
 	ct := newCountingTarget(t)
@@ -573,10 +582,22 @@ func TestAPIBadInput(t *testing.T) {
 		{"GET", "/v1/tests/" + id + "/results?from=50", "", 404, "past the test's last second"},
 		{"GET", "/v1/tests/nope/results", "", 404, "not known"},
 		{"DELETE", "/v1/tests/nope", "", 404, "not known"},
+		{"GET", "/v1/tests/" + id + "?report=yes", "", 400, "report="},
+		{"GET", "/v1/stream?test=nope", "", 404, "not known"},
+		// A run with parameters (JSON, as swarm run sends it).
+		{"POST", "/v1/runs", `{"spec": 3}`, 400, "body:"},
+		{"POST", "/v1/runs", `{"spec": "x", "colour": 1}`, 400, "unknown field"},
+		{"POST", "/v1/runs", runJSON(envSpec, `"env": {}`), 400, "env.TOKEN"},
+		{"POST", "/v1/runs", runJSON(envSpec, `"env": {"TOKEN": "ab"}, "secret": ["TOKEN"]`), 400, "at least 4"},
+		{"POST", "/v1/runs", runJSON(envSpec, `"env": {"TOKEN": "abcd"}, "secret": ["OTHER"]`), 400, "secret[0]: OTHER is not given"},
+		{"POST", "/v1/runs", runJSON(envSpec, `"env": {"TOKEN": "abcd", "9": "x"}`), 400, "env.9"},
 	} {
 		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
 		if tc.method != "GET" && tc.method != "DELETE" {
 			req.Header.Set("Content-Type", "application/yaml")
+			if strings.HasPrefix(tc.path, "/v1/runs") {
+				req.Header.Set("Content-Type", "application/json")
+			}
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -107,14 +107,15 @@ func (r *registry) close() {
 
 // submit validates a test, signs it and announces it to the fleet. The
 // returned error is the validation error, for the submitter.
-func (r *registry) submit(ctx context.Context, spec []byte, target string) (string, error) {
-	if _, err := compileSpec(spec, target); err != nil {
+func (r *registry) submit(ctx context.Context, run Run) (string, error) {
+	spec := []byte(run.Spec)
+	if _, err := compileSpec(spec, run.Target, run.Env, run.Secret); err != nil {
 		return "", err
 	}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
-	a, err := signAnnounce(r.n.sw, AnnounceBody{Spec: spec, Target: target, Name: r.n.cfg.Name,
-		Created: time.Now().UTC(), Seed: binary.BigEndian.Uint64(seed[:]) | 1})
+	a, err := signAnnounce(r.n.sw, AnnounceBody{Spec: spec, Target: run.Target, Name: r.n.cfg.Name,
+		Created: time.Now().UTC(), Seed: binary.BigEndian.Uint64(seed[:]) | 1, Env: run.Env, Secret: run.Secret})
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +134,8 @@ func (r *registry) submit(ctx context.Context, spec []byte, target string) (stri
 	return id, nil
 }
 
-func compileSpec(spec []byte, target string) (*scenarios.Scenario, error) {
+// compileSpec compiles a test file with its target and run parameters.
+func compileSpec(spec []byte, target string, env map[string]string, secret []string) (*scenarios.Scenario, error) {
 	if len(spec) > maxSpecOnWire {
 		return nil, fmt.Errorf("test file is %d bytes, over the %d byte limit", len(spec), maxSpecOnWire)
 	}
@@ -144,6 +146,8 @@ func compileSpec(spec []byte, target string) (*scenarios.Scenario, error) {
 	if target != "" {
 		s.Target = target
 	}
+	s.Env = env
+	s.Secret = append(s.Secret, secret...)
 	return scenarios.Compile(s)
 }
 
@@ -199,7 +203,7 @@ func (r *registry) admitAs(a Announce, late bool) (string, error) {
 	if r.get(id) != nil {
 		return id, nil
 	}
-	sc, err := compileSpec(body.Spec, body.Target)
+	sc, err := compileSpec(body.Spec, body.Target, body.Env, body.Secret)
 	if err != nil {
 		return id, err
 	}
@@ -552,7 +556,13 @@ func (r *registry) scenarioOf(rec storage.TestRecord) (*scenarios.Scenario, erro
 	if ok {
 		return sc, nil
 	}
-	sc, err := compileSpec(rec.Spec, rec.Target)
+	// The record keeps the parameters with the secrets' values hidden:
+	// enough to compile the test again for its report.
+	var x recordExtra
+	if len(rec.Extra) > 0 {
+		_ = (swarm.Envelope{Type: TypeStats, Body: rec.Extra}).DecodeBody(&x)
+	}
+	sc, err := compileSpec(rec.Spec, rec.Target, x.Env, x.Secret)
 	if err != nil {
 		return nil, err
 	}

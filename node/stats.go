@@ -243,10 +243,15 @@ type recordExtra struct {
 	Done map[string]bool `cbor:"4,keyasint,omitempty"`
 	// Aborted is the abort threshold that stopped the test, if one did.
 	Aborted string `cbor:"5,keyasint,omitempty"`
+	// Env is the run's parameters with the secrets' values hidden, and
+	// Secret their names: never a secret's value.
+	Env    map[string]string `cbor:"6,keyasint,omitempty"`
+	Secret []string          `cbor:"7,keyasint,omitempty"`
 }
 
 func (t *loadTest) extraLocked() recordExtra {
-	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}, Aborted: t.aborted}
+	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}, Aborted: t.aborted,
+		Env: t.sc.PublicEnv(), Secret: t.sc.SecretNames}
 	for id := range t.sharers {
 		x.Names[id] = t.nameOfLocked(id)
 		if ns, ok := t.nodes[id]; ok {

@@ -87,6 +87,12 @@ type AnnounceBody struct {
 	Name    string    `cbor:"3,keyasint"`           // the submitting node's name, for people; trust goes by Signer
 	Created time.Time `cbor:"4,keyasint"`
 	Seed    uint64    `cbor:"5,keyasint"`
+	// Env and Secret are the run's parameters (swarm run -e, -s): values
+	// the test reads as env.KEY, and the names whose values are secret.
+	// They travel only inside the fleet's authenticated, encrypted
+	// transport; the nodes keep and show the secrets as "***".
+	Env    map[string]string `cbor:"6,keyasint,omitempty"`
+	Secret []string          `cbor:"7,keyasint,omitempty"`
 }
 
 // encodePlan is a plan as it travels, and as the store keeps it.

@@ -40,7 +40,12 @@ const (
 // Scenario is a validated, compiled test definition, ready to run. It is
 // read-only after Compile and safe to share between goroutines.
 type Scenario struct {
-	Spec         Spec // as written, for storing and sending to peers
+	Spec Spec // as written, for storing and sending to peers
+	// Env is the run's parameters (templates and checks read env.KEY);
+	// SecretNames are those whose values Redact hides.
+	Env          map[string]string
+	SecretNames  []string
+	secrets      []string // the secret values, longest first
 	Name         string
 	Target       *url.URL
 	Profile      Profile
@@ -159,6 +164,7 @@ func Compile(spec *Spec) (*Scenario, error) {
 	sc.MaxBody = compileMaxBody(&errs, "defaults.max_body", spec.Defaults.MaxBody, DefaultMaxBody)
 	sc.Headers = compileHeaders(&errs, "defaults.headers", spec.Defaults.Headers)
 
+	sc.compileEnv(&errs, spec)
 	sc.compileLoad(&errs, spec)
 	sc.compileSteps(&errs, spec)
 	sc.compileThresholds(&errs, spec)

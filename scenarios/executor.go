@@ -497,7 +497,7 @@ func (w *worker) run(a arrival) {
 	if sc.hasExtract {
 		vars = maps.Clone(sc.Vars)
 	}
-	w.env = IterEnv{Vars: vars, Arrival: int64(a.n)}
+	w.env = IterEnv{Vars: vars, Env: sc.Env, Arrival: int64(a.n)}
 	if sc.Tracing.On {
 		// One trace per arrival: its steps are one user journey.
 		w.trace = w.ids.traceID()
@@ -604,6 +604,7 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 // sample records an error sample of the request in flight; a traced
 // request's ends with its trace id, to look it up.
 func (w *worker) sample(class, msg string) {
+	msg = w.e.sc.Redact(msg) // an error may quote a URL or a body with a secret in it
 	if !w.ev.Trace.IsZero() {
 		msg = storage.TracedSample(msg, w.ev.Trace.TraceID)
 	}
@@ -642,6 +643,7 @@ func (w *worker) inspect(st *Step, resp *http.Response, body []byte, service tim
 		Status:   resp.StatusCode,
 		Duration: float64(service) / float64(time.Millisecond),
 		Vars:     w.env.Vars,
+		Env:      w.env.Env,
 		Arrival:  w.env.Arrival,
 		budget:   newBudget(responseExprMax, "check value"),
 	}

@@ -115,8 +115,9 @@ func (v *identVisitor) Visit(n *ast.Node) {
 
 // IterEnv is what templates see while building a request.
 type IterEnv struct {
-	Vars    map[string]any `expr:"vars"`    // scenario vars plus values extracted by earlier steps
-	Arrival int64          `expr:"arrival"` // this arrival's number on this node, from 0
+	Vars    map[string]any    `expr:"vars"`    // scenario vars plus values extracted by earlier steps
+	Env     map[string]string `expr:"env"`     // the run's parameters (swarm run -e)
+	Arrival int64             `expr:"arrival"` // this arrival's number on this node, from 0
 
 	budget budget // what the template being rendered may still build; unexported, so expressions cannot see it
 }
@@ -129,6 +130,7 @@ type ResponseEnv struct {
 	JSON     any               `expr:"json"`     // the body parsed as JSON, nil if it is not JSON
 	Duration float64           `expr:"duration"` // service time in milliseconds
 	Vars     map[string]any    `expr:"vars"`
+	Env      map[string]string `expr:"env"`
 	Arrival  int64             `expr:"arrival"`
 
 	budget budget // what the check being run may still build

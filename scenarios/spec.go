@@ -41,6 +41,12 @@ type Spec struct {
 	// Observe names the system under test's metrics to read during the
 	// test (Prometheus sources), stored with the results. Default: none.
 	Observe observe.Spec `yaml:"observe" json:"observe,omitzero"`
+	// Secret names the run's parameters (env) whose values are secret:
+	// used, never kept nor shown. Default: none (swarm run -s adds more).
+	Secret []string `yaml:"secret" json:"secret,omitempty"`
+	// Env is the run's parameters (swarm run -e KEY=VALUE), read as
+	// env.KEY: not part of the file.
+	Env map[string]string `yaml:"-" json:"-"`
 }
 
 // Defaults apply to every request step unless the step overrides them.

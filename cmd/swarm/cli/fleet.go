@@ -37,7 +37,7 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 		return err
 	}
 	c := node.NewClient(opts.API, nil)
-	id, err := c.Submit(ctx, spec, opts.Target)
+	id, err := c.SubmitRun(ctx, node.Run{Spec: string(spec), Target: opts.Target, Env: opts.env, Secret: opts.secret})
 	if err != nil {
 		return fmt.Errorf("submit to %s: %w", opts.API, err)
 	}

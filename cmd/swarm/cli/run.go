@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -34,6 +33,10 @@ type RunOptions struct {
 	ByNode bool
 	// Report is an HTML report file to write when the test is over.
 	Report string
+	// Params are the run's parameters (-e, --env-file, -s).
+	Params Params
+	env    map[string]string
+	secret []string
 }
 
 // NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
@@ -73,6 +76,9 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
   # follow it, then write the HTML report (charts, thresholds, nodes)
   swarm run --report report.html examples/spike.yaml
 
+  # parameters the file reads as env.KEY; a secret from $API_TOKEN, never stored
+  swarm run -e BASE_PATH=/v2 -s API_TOKEN examples/spike.yaml
+
   # the report as JSON, for CI
   swarm run --local --json examples/flow.yaml > report.json`,
 		Args: cobra.ExactArgs(1),
@@ -94,12 +100,17 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
 	cmd.Flags().BoolVarP(&opts.Detach, "detach", "d", false, "submit, print the test id and return (fleet runs)")
 	cmd.Flags().BoolVar(&opts.ByNode, "by-node", false, "show each node's arrivals per second in the live lines (fleet runs)")
+	opts.Params.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&opts.Report, "report", "", "when the test is over, write its HTML report to this file (fleet runs; see swarm report)")
 	return cmd
 }
 
 func runRun(ctx context.Context, opts *RunOptions) error {
-	sc, err := loadScenario(opts.File, opts.Target)
+	var err error
+	if opts.env, opts.secret, err = opts.Params.resolve(); err != nil {
+		return err
+	}
+	sc, err := compileFile(opts.File, opts.Target, opts.env, opts.secret)
 	if err != nil {
 		return err
 	}
@@ -217,25 +228,3 @@ func printReport(w io.Writer, asJSON bool, sc *scenarios.Scenario, r *report.Rep
 
 func fmtMs(ms float64) string  { return report.FormatMs(ms) }
 func fmtRate(r float64) string { return report.FormatRate(r) }
-
-// loadScenario parses a test file, with its target replaced when target is
-// set.
-func loadScenario(file, target string) (*scenarios.Scenario, error) {
-	if target == "" {
-		return scenarios.ParseFile(file)
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := scenarios.DecodeSpec(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	spec.Target = target
-	sc, err := scenarios.Compile(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return sc, nil
-}
