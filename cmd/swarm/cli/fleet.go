@@ -68,11 +68,14 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	}
 	// A report that cannot be written does not hide how the test went;
 	// it fails a run that passed.
-	var reportErr error
+	reportErr := opts.Outputs.write(&rep.Report, rep)
+	if reportErr != nil {
+		fmt.Fprintln(opts.IO.ErrOut, reportErr)
+	}
 	if opts.Report != "" {
-		if reportErr = writeReport(ctx, c, id, opts.Report, "", opts.IO.Out); reportErr != nil {
-			reportErr = fmt.Errorf("--report: %w", reportErr)
-			fmt.Fprintln(opts.IO.ErrOut, reportErr)
+		if err := writeReport(ctx, c, id, opts.Report, "", opts.IO.Out); err != nil {
+			reportErr = errors.Join(reportErr, fmt.Errorf("--report: %w", err))
+			fmt.Fprintln(opts.IO.ErrOut, err)
 		} else if !opts.Quiet {
 			fmt.Fprintf(opts.IO.ErrOut, "report written to %s\n", opts.Report)
 		}

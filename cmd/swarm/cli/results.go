@@ -32,6 +32,8 @@ type ResultsOptions struct {
 	// Slowest keeps the N slowest of them (0: all, in time order).
 	Exemplars bool
 	Slowest   int
+	// Outputs are files for CI (--junit, --summary, --markdown).
+	Outputs Outputs
 }
 
 // NewCmdResults parses `swarm results`.
@@ -93,6 +95,7 @@ they pass, 99 when one fails, 1 on any other error.`,
 	f.BoolVar(&opts.CSV, "csv", false, "print the per-second series as CSV (with the observed series)")
 	f.BoolVar(&opts.Exemplars, "exemplars", false, "list the trace ids of the slowest and failed requests per point, step and region")
 	f.IntVar(&opts.Slowest, "slowest", 0, "with --exemplars: only the N slowest, slowest first")
+	opts.Outputs.addFlags(f)
 	return cmd
 }
 
@@ -123,6 +126,9 @@ func resultsRun(ctx context.Context, opts *ResultsOptions) error {
 		writeExemplars(opts.IO.Out, rows)
 	default:
 		printResults(opts.IO.Out, res)
+	}
+	if err := opts.Outputs.write(&res.Report, res); err != nil {
+		return err
 	}
 	if res.Status != "passed" {
 		return ErrThresholds

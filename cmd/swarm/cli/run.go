@@ -35,8 +35,10 @@ type RunOptions struct {
 	Report string
 	// Params are the run's parameters (-e, --env-file, -s).
 	Params Params
-	env    map[string]string
-	secret []string
+	// Outputs are files for CI (--junit, --summary, --markdown).
+	Outputs Outputs
+	env     map[string]string
+	secret  []string
 }
 
 // NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
@@ -79,6 +81,9 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
   # parameters the file reads as env.KEY; a secret from $API_TOKEN, never stored
   swarm run -e BASE_PATH=/v2 -s API_TOKEN examples/spike.yaml
 
+  # for CI: JUnit for the test tab, Markdown for the job's summary page
+  swarm run --junit junit.xml --markdown "$GITHUB_STEP_SUMMARY" examples/spike.yaml
+
   # the report as JSON, for CI
   swarm run --local --json examples/flow.yaml > report.json`,
 		Args: cobra.ExactArgs(1),
@@ -101,6 +106,7 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 	cmd.Flags().BoolVarP(&opts.Detach, "detach", "d", false, "submit, print the test id and return (fleet runs)")
 	cmd.Flags().BoolVar(&opts.ByNode, "by-node", false, "show each node's arrivals per second in the live lines (fleet runs)")
 	opts.Params.addFlags(cmd.Flags())
+	opts.Outputs.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&opts.Report, "report", "", "when the test is over, write its HTML report to this file (fleet runs; see swarm report)")
 	return cmd
 }
@@ -143,7 +149,12 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	if err := printReport(opts.IO.Out, opts.JSON, sc, rep); err != nil {
 		return err
 	}
+	if err := opts.Outputs.write(rep, rep); err != nil {
+		return err
+	}
 	switch {
+	case rep.Aborted != "":
+		return ErrThresholds
 	case rep.Interrupted:
 		return errors.New("interrupted before the end of the test")
 	case rep.Status != report.StatusPassed:
