@@ -32,6 +32,8 @@ type TestSummary struct {
 	// Paused and GaveUp say how this node's own share stands.
 	Paused bool   `json:"paused,omitempty"`
 	GaveUp string `json:"gave_up,omitempty"`
+	// Figures are a finished test's key numbers (in a test's history).
+	Figures *Figures `json:"figures,omitempty"`
 }
 
 // NodeState is one node's part in a test.
@@ -195,11 +197,54 @@ func (n *Node) submitRun(w http.ResponseWriter, r *http.Request, run Run) {
 }
 
 func (n *Node) handleTests(w http.ResponseWriter, r *http.Request) {
+	if name := r.URL.Query().Get("name"); name != "" {
+		n.handleHistory(w, name)
+		return
+	}
 	out := []TestSummary{}
 	for _, t := range n.reg.list() {
 		t.mu.Lock()
 		out = append(out, t.summaryLocked())
 		t.mu.Unlock()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tests": out})
+}
+
+// handleHistory: GET /v1/tests?name=NAME, every stored run of a test by
+// name, newest first, with its key figures: a trend in one request.
+func (n *Node) handleHistory(w http.ResponseWriter, name string) {
+	if len(name) > 128 {
+		writeError(w, http.StatusBadRequest, errors.New("name: longer than 128 characters"))
+		return
+	}
+	recs, err := n.store.Tests()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	out := []TestSummary{}
+	for _, rec := range recs {
+		if rec.Name != name {
+			continue
+		}
+		x := n.reg.recordExtraOf(rec.ID, rec)
+		sum := TestSummary{ID: rec.ID, Name: rec.Name, State: rec.State, Reason: rec.Reason, Submitter: rec.Submitter,
+			Created: rec.Created, Nodes: len(rec.Nodes), Figures: x.Figures}
+		if t := n.reg.get(rec.ID); t != nil {
+			t.mu.Lock()
+			sum.State, sum.Reason = t.state, t.reason
+			switch {
+			case sum.Figures != nil:
+			case t.final != nil:
+				sum.Figures = figuresOf(t.final)
+			case t.endedLocked() && !t.isRetired:
+				if rep, err := t.reportLocked(); err == nil { // over, not retired yet
+					sum.Figures = figuresOf(rep)
+				}
+			}
+			t.mu.Unlock()
+		}
+		out = append(out, sum)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tests": out})
 }

@@ -93,6 +93,16 @@ func (c *Client) Tests(ctx context.Context) ([]TestSummary, error) {
 	return out.Tests, err
 }
 
+// History returns every stored run of a test by name, newest first, with
+// its key figures.
+func (c *Client) History(ctx context.Context, name string) ([]TestSummary, error) {
+	var out struct {
+		Tests []TestSummary `json:"tests"`
+	}
+	err := c.get(ctx, "/v1/tests?name="+url.QueryEscape(name), &out)
+	return out.Tests, err
+}
+
 // Results asks the node for a test's merged results; by lists the
 // breakdowns (region, node, step); to < 0 means the end of the test.
 func (c *Client) Results(ctx context.Context, id string, by []string, from, to int64) (Results, error) {

@@ -247,11 +247,35 @@ type recordExtra struct {
 	// Secret their names: never a secret's value.
 	Env    map[string]string `cbor:"6,keyasint,omitempty"`
 	Secret []string          `cbor:"7,keyasint,omitempty"`
+	// Figures are the key numbers of the test once it is over, for its
+	// history (swarm tests --name).
+	Figures *Figures `cbor:"8,keyasint,omitempty"`
+}
+
+// Figures are a finished test's key numbers, as this node's merged report
+// had them when it retired the test (swarm results gives the exact ones).
+type Figures struct {
+	Status    string  `cbor:"1,keyasint" json:"status"`
+	Requests  int64   `cbor:"2,keyasint" json:"requests"`
+	ErrorRate float64 `cbor:"3,keyasint" json:"error_rate"`
+	Achieved  float64 `cbor:"4,keyasint" json:"rate_achieved"`
+	Target    float64 `cbor:"5,keyasint" json:"rate_target"`
+	P50       float64 `cbor:"6,keyasint" json:"p50_ms"`
+	P95       float64 `cbor:"7,keyasint" json:"p95_ms"`
+	P99       float64 `cbor:"8,keyasint" json:"p99_ms"`
+}
+
+func figuresOf(r *FleetReport) *Figures {
+	return &Figures{Status: r.Status, Requests: r.Requests, ErrorRate: r.ErrorRate, Achieved: r.Rate.Achieved,
+		Target: r.Rate.Target, P50: r.Latency.P50, P95: r.Latency.P95, P99: r.Latency.P99}
 }
 
 func (t *loadTest) extraLocked() recordExtra {
 	x := recordExtra{Names: map[string]string{}, Regions: map[string]string{}, Spans: map[string][2]int64{}, Done: map[string]bool{}, Aborted: t.aborted,
 		Env: t.sc.PublicEnv(), Secret: t.sc.SecretNames}
+	if t.final != nil {
+		x.Figures = figuresOf(t.final)
+	}
 	for id := range t.sharers {
 		x.Names[id] = t.nameOfLocked(id)
 		if ns, ok := t.nodes[id]; ok {

@@ -80,6 +80,14 @@ func runFleet(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 			fmt.Fprintf(opts.IO.ErrOut, "report written to %s\n", opts.Report)
 		}
 	}
+	if opts.Baseline != "" && st.State != node.StateFailed {
+		// The merged stores' numbers, with every region and step.
+		if cur, err := fetchRun(ctx, c, id); err != nil {
+			reportErr = errors.Join(reportErr, err)
+		} else if err := gateRun(ctx, c, opts, &cur.results.Report); err != nil {
+			reportErr = errors.Join(reportErr, err)
+		}
+	}
 	switch {
 	case st.State == node.StateFailed:
 		return fmt.Errorf("test %s could not run: %s", id, st.Reason)
@@ -237,17 +245,25 @@ type TestsOptions struct {
 	IO   IO
 	API  string
 	JSON bool
+	// Name lists the history of one test instead: every stored run.
+	Name string
 }
 
 // NewCmdTests parses `swarm tests`.
 func NewCmdTests(ios IO, runF func(context.Context, *TestsOptions) error) *cobra.Command {
 	opts := &TestsOptions{IO: ios, API: defaultAPI()}
 	cmd := &cobra.Command{
-		Use:   "tests [--api ADDR] [--json]",
+		Use:   "tests [--api ADDR] [--json] [--name NAME]",
 		Short: "List the tests a node knows, newest first",
 		Long: `List the tests the node at --api has seen: submitted anywhere in the fleet
 while it was up. States: pending (no plan yet), running, done, failed (could
-not run: the reason says why), stopped (by swarm stop or Ctrl-C).`,
+not run: the reason says why), stopped (by swarm stop or Ctrl-C).
+
+With --name, the history of one test instead: every run of a test with that
+name the node keeps (for --retention), newest first, with its key figures
+(status, requests, achieved rate, error rate, p50/p95/p99): a trend in one
+command. The figures are the node's merged view when it closed the run;
+swarm results ID gives the exact ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -258,11 +274,44 @@ not run: the reason says why), stopped (by swarm stop or Ctrl-C).`,
 	}
 	cmd.Flags().StringVar(&opts.API, "api", opts.API, "address of the node's HTTP API (env: SWARM_API)")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON instead of a table")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "the history of one test: every stored run with that name, newest first, with its key figures")
 	return cmd
 }
 
+// historyRun prints every stored run of a test by name: a trend.
+func historyRun(ctx context.Context, c *node.Client, opts *TestsOptions) error {
+	tests, err := c.History(ctx, opts.Name)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		enc := json.NewEncoder(opts.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"tests": tests})
+	}
+	if len(tests) == 0 {
+		return fmt.Errorf("no run of a test named %q is stored on the node at %s", opts.Name, opts.API)
+	}
+	tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "ID\tSUBMITTED\tSTATE\tSTATUS\tREQUESTS\tRATE/S\tERRORS\tP50\tP95\tP99\t")
+	for _, t := range tests {
+		f := t.Figures
+		if f == nil {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t-\t\n", t.ID, t.Created.Local().Format("2006-01-02 15:04"), t.State)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%.2f%%\t%s\t%s\t%s\t\n", t.ID, t.Created.Local().Format("2006-01-02 15:04"), t.State,
+			f.Status, f.Requests, fmtRate(f.Achieved), 100*f.ErrorRate, fmtMs(f.P50), fmtMs(f.P95), fmtMs(f.P99))
+	}
+	return tw.Flush()
+}
+
 func testsRun(ctx context.Context, opts *TestsOptions) error {
-	tests, err := node.NewClient(opts.API, nil).Tests(ctx)
+	c := node.NewClient(opts.API, nil)
+	if opts.Name != "" {
+		return historyRun(ctx, c, opts)
+	}
+	tests, err := c.Tests(ctx)
 	if err != nil {
 		return err
 	}

@@ -176,6 +176,11 @@ func loadBaseline(ctx context.Context, c *node.Client, ref string) (*run, error)
 	return r, nil
 }
 
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // writeFileAtomic writes a file whole or not at all: a crash or an error
 // never leaves half a report where the last one was.
 func writeFileAtomic(path string, write func(io.Writer) error) error {

@@ -37,8 +37,12 @@ type RunOptions struct {
 	Params Params
 	// Outputs are files for CI (--junit, --summary, --markdown).
 	Outputs Outputs
-	env     map[string]string
-	secret  []string
+	// Baseline is an earlier run to compare with (a test id or a file);
+	// MaxRegression the limits that fail the run (exit 99).
+	Baseline      string
+	MaxRegression string
+	env           map[string]string
+	secret        []string
 }
 
 // NewCmdRun parses `swarm run`; runF does the work (tests pass their own).
@@ -84,11 +88,28 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
   # for CI: JUnit for the test tab, Markdown for the job's summary page
   swarm run --junit junit.xml --markdown "$GITHUB_STEP_SUMMARY" examples/spike.yaml
 
+  # fail on a regression against the last good run
+  swarm run --baseline 3f2a9c1b7d4e --max-regression p95=10%,error_rate=0.5pp examples/spike.yaml
+
   # the report as JSON, for CI
   swarm run --local --json examples/flow.yaml > report.json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.File = args[0]
+			if opts.MaxRegression != "" {
+				if opts.Baseline == "" {
+					return errors.New("--max-regression needs --baseline ID|FILE")
+				}
+				if _, err := report.ParseLimits(opts.MaxRegression); err != nil {
+					return fmt.Errorf("--max-regression: %w", err)
+				}
+			}
+			if opts.Baseline != "" && opts.Local && !fileExists(opts.Baseline) {
+				return fmt.Errorf("--baseline %s: with --local, give a file (swarm results --json or --summary output)", opts.Baseline)
+			}
+			if opts.Baseline != "" && opts.Detach {
+				return errors.New("--baseline: not with --detach (compare later: swarm compare BASE ID)")
+			}
 			if opts.Report != "" && (opts.Local || opts.Detach) {
 				return errors.New("--report: the HTML report is made from a fleet's stores; not with --local or --detach (use swarm report ID later)")
 			}
@@ -107,6 +128,8 @@ Exit codes: 0 all thresholds passed, 99 a threshold failed, 1 anything else
 	cmd.Flags().BoolVar(&opts.ByNode, "by-node", false, "show each node's arrivals per second in the live lines (fleet runs)")
 	opts.Params.addFlags(cmd.Flags())
 	opts.Outputs.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&opts.Baseline, "baseline", "", "compare with an earlier run of the test: a test id, or a swarm results --json / --summary file")
+	cmd.Flags().StringVar(&opts.MaxRegression, "max-regression", "", "with --baseline: exit 99 when a metric gets worse than this beyond noise: p95=10%,error_rate=0.5pp,rate=5%")
 	cmd.Flags().StringVar(&opts.Report, "report", "", "when the test is over, write its HTML report to this file (fleet runs; see swarm report)")
 	return cmd
 }
@@ -152,6 +175,7 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	if err := opts.Outputs.write(rep, rep); err != nil {
 		return err
 	}
+	gateErr := gateRun(ctx, nil, opts, rep)
 	switch {
 	case rep.Aborted != "":
 		return ErrThresholds
@@ -160,7 +184,7 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	case rep.Status != report.StatusPassed:
 		return ErrThresholds
 	}
-	return nil
+	return gateErr
 }
 
 func peakRate(p scenarios.Profile) float64 {
