@@ -216,3 +216,31 @@ thresholds: ['p99 < 5000', 'regions["r-n1"].requests > 0', 'steps["b"].requests 
 		t.Errorf("regions %v, %d requests", live.ByRegion, live.Requests)
 	}
 }
+
+// TestHistory: GET /v1/tests?name= lists every stored run of a test with
+// its key figures, newest first, before and after the runs are retired.
+func TestHistory(t *testing.T) {
+	nodes := fleet(t, 2)
+	ct := newCountingTarget(t)
+	first, _ := runTest(t, nodes, 0, spec(ct.srv.URL, 20, 1))
+	second, _ := runTest(t, nodes, 1, spec(ct.srv.URL, 30, 1))
+	c := node.NewClient(nodes[1].APIAddr(), nil)
+	h, err := c.History(context.Background(), "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 || h[0].ID != second || h[1].ID != first {
+		t.Fatalf("history: %+v", h)
+	}
+	for i, want := range []int64{30, 20} {
+		if f := h[i].Figures; f == nil || f.Requests != want || f.Status != "passed" || f.P95 <= 0 {
+			t.Fatalf("run %d figures: %+v", i, f)
+		}
+	}
+	if h, err := c.History(context.Background(), "no-such-test"); err != nil || len(h) != 0 {
+		t.Fatalf("unknown name: %v %v", h, err)
+	}
+	if _, err := c.History(context.Background(), strings.Repeat("x", 200)); err == nil || !strings.Contains(err.Error(), "name") {
+		t.Fatalf("long name: %v", err)
+	}
+}
