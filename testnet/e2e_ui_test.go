@@ -181,6 +181,11 @@ func TestEndToEndDashboard(t *testing.T) {
 	}
 	noProblems(t, b)
 
+	// The two stored runs compared by id, through a node that ran neither.
+	if code, out, errOut := runSwarm(t, bin, "compare", id, st2.ID, "--api", s.Nodes[1].API); code != 0 || !strings.Contains(out, "total") || !strings.Contains(out, "p95") {
+		t.Errorf("swarm compare: exit %d\n%s\n%s", code, out, errOut)
+	}
+
 	// Bad input, each refused with the reason.
 	c3 := node.NewClient(viewer.API, nil)
 	other, err := c3.Submit(context.Background(), []byte(fmt.Sprintf("name: other\ntarget: %s\nduration: 30s\nload: {rate: 5}\nrequests: [{name: a}]\n", ps.srv.URL)), "")
