@@ -181,7 +181,7 @@ func TestEndToEndDashboard(t *testing.T) {
 	}
 	noProblems(t, b)
 
-	// The two stored runs compared by id, through a node that ran neither.
+	// The two stored runs compared by id, asked of another node than the submitter.
 	if code, out, errOut := runSwarm(t, bin, "compare", id, st2.ID, "--api", s.Nodes[1].API); code != 0 || !strings.Contains(out, "total") || !strings.Contains(out, "p95") {
 		t.Errorf("swarm compare: exit %d\n%s\n%s", code, out, errOut)
 	}
