@@ -181,6 +181,13 @@ func TestEndToEndDashboard(t *testing.T) {
 	}
 	noProblems(t, b)
 
+	// A link to a test this node does not know says so, and the fleet
+	// still shows.
+	b.Do(t, 15*time.Second, chromedp.Navigate("http://"+viewer.API+"/ui#test=0123456789abcdef"))
+	b.WaitFor(t, 10*time.Second, "the page says the test is unknown",
+		`(document.querySelector('#test-none')?.textContent || '').includes('does not know') && !!document.querySelector('tr[data-node]')`,
+		`document.querySelector('#test')?.textContent`)
+
 	// The two stored runs compared by id, asked of another node than the submitter.
 	if code, out, errOut := runSwarm(t, bin, "compare", id, st2.ID, "--api", s.Nodes[1].API); code != 0 || !strings.Contains(out, "total") || !strings.Contains(out, "p95") {
 		t.Errorf("swarm compare: exit %d\n%s\n%s", code, out, errOut)

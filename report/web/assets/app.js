@@ -131,6 +131,7 @@
     status: null, // live: the selected test's last TestStatus
     results: {}, // live: test id -> {pending} | {data} | {error, at}
     stop: {}, // live: test id -> {pending, text, error}
+    unknown: null, // live: a selected test this node refused to stream (not known here)
     es: null,
     retry: null,
     connected: false,
@@ -796,7 +797,9 @@
   function connect() {
     if (S.es) { S.es.close(); S.es = null; }
     clearTimeout(S.retry);
-    const url = S.selected ? '/v1/stream?test=' + encodeURIComponent(S.selected) : '/v1/stream';
+    // A test this node does not know: stream the fleet alone, and say so.
+    const streamed = S.selected && S.selected !== S.unknown ? S.selected : null;
+    const url = streamed ? '/v1/stream?test=' + encodeURIComponent(streamed) : '/v1/stream';
     let es;
     try { es = new EventSource(url); } catch (e) { banner(true); S.retry = setTimeout(connect, 3000); return; }
     S.es = es;
@@ -806,8 +809,13 @@
     es.onerror = () => {
       if (es !== S.es) return;
       banner(true);
-      // EventSource retries by itself unless the server refused it.
-      if (es.readyState === EventSource.CLOSED) { S.retry = setTimeout(() => { if (es === S.es) connect(); }, 3000); }
+      // EventSource retries by itself unless the server refused it; a
+      // refusal with a test selected is most likely a test this node does
+      // not know (404): watch the fleet without it at once.
+      if (es.readyState === EventSource.CLOSED) {
+        if (streamed && S.unknown !== streamed) { S.unknown = streamed; connect(); return; }
+        S.retry = setTimeout(() => { if (es === S.es) connect(); }, 3000);
+      }
     };
   }
 
@@ -819,6 +827,10 @@
     if (!isObj(f)) return;
     banner(false);
     S.fleet = f;
+    if (S.unknown && S.unknown === S.selected && testKnown(S.selected)) {
+      S.unknown = null; // it has arrived: stream it
+      connect();
+    }
     if (!S.fromHash) {
       // Nothing asked for: show the most recent running test, if any.
       const running = arr(f.tests).filter((t) => isObj(t) && t.state === 'running')
