@@ -15,13 +15,17 @@ build:
 
 vet:
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 # Packages run one at a time (-p 1): several start clusters or load
 # generators, and the machine has 2 cores.
 # SWARM_DISK_TESTS=1 runs the store's real full-disk test (a 256 MiB tmpfs);
 # where mounting is not allowed it skips and says why.
+# deploy/ is its own module (the Kubernetes manifests' checks need
+# kustomize and the Kubernetes API types, which swarm does not).
 unit:
 	SWARM_DISK_TESTS=1 $(GO) test -p 1 -timeout 15m ./...
+	cd deploy && $(GO) test -p 1 -timeout 5m ./...
 
 # A short bounded run of every fuzzer; `make fuzz FUZZTIME=5m` digs deeper.
 fuzz:
