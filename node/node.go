@@ -129,8 +129,10 @@ func (n *Node) Start(ctx context.Context) error {
 		if key, err = swarm.LoadFleetKey(cfg.FleetKeyFile); err != nil {
 			return err
 		}
-		if fi, err := os.Stat(cfg.FleetKeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			n.log.Warn("fleet key file is readable by others; chmod 600 it", "file", cfg.FleetKeyFile, "mode", fi.Mode().Perm().String())
+		// Group read is how Kubernetes hands a Secret to a pod's user
+		// (fsGroup); anything more is a key others can read or change.
+		if fi, err := os.Stat(cfg.FleetKeyFile); err == nil && fi.Mode().Perm()&0o027 != 0 {
+			n.log.Warn("fleet key file is open to others (writable by its group, or readable by anyone); chmod 600 it", "file", cfg.FleetKeyFile, "mode", fi.Mode().Perm().String())
 		}
 	}
 
