@@ -376,7 +376,7 @@ func (t *loadTest) retire() {
 	t.results = map[string]*storage.Series{}
 	t.isRetired = true
 	t.mu.Unlock()
-	t.save() // with its figures, for the test's history
+	t.save()   // with its figures, for the test's history
 	t.cancel() // ends the subscription
 	t.topic.Close()
 }
