@@ -156,6 +156,10 @@ func TestEndToEndDashboard(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("charts missing: %v (have %v)", want, charts)
 	}
+	// The latency bars by step: one step, its three quantiles with widths.
+	if bars := browsertest.Eval[int](t, b, `[...document.querySelectorAll('#step-bars .bar')].filter(e => e.getBoundingClientRect().width > 0).length`); bars != 3 {
+		t.Errorf("step bars drawn: %d, want 3", bars)
+	}
 	// Its totals are swarm results' own.
 	totals := browsertest.Eval[map[string]string](t, b, `Object.fromEntries([...document.querySelectorAll('#totals [data-k]')].map(e => [e.dataset.k, e.dataset.v]))`)
 	for k, v := range map[string]float64{

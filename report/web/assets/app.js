@@ -669,6 +669,7 @@
         nodes.filter(isObj).map((n) => h('tr', { 'data-test-node': str(n.name) },
           td(str(n.name)), td(str(n.region) || DASH), tdn(fmtRate(n.rate)), td(n.done ? 'yes' : 'no'), td(str(n.stopped) || DASH, n.stopped ? 'warn' : null),
           tdn(num(n.last_second) === null || n.last_second < 0 ? DASH : str(n.last_second)), tdn(fmtMs(n.start_skew_ms)))), 'No node states.')),
+      stepBars(rep.by_step),
       h('div', { class: 'breakdowns' },
         breakdown('by-step', 'By step', rep.by_step),
         breakdown('by-region', 'By region', rep.by_region),
@@ -679,6 +680,26 @@
 
     document.title = 'Loadswarm' + (name ? ': ' + name : '') + (stateText ? ' (' + stateText + ')' : '');
     S.testDone = true;
+  }
+
+  // stepBars draws each step's p50, p95 and p99 as bars on one scale: the
+  // quantiles differ by fill pattern and label, and each bar says its value.
+  function stepBars(m) {
+    const keys = sortedKeys(m).filter((k) => num(pick(obj(m[k]), ['requests'])));
+    if (!keys.length) return null;
+    const top = Math.max(...keys.map((k) => num(pick(obj(m[k]), ['latency_ms', 'p99'])) || 0), 1e-9);
+    const rows = [];
+    for (const k of keys) {
+      for (const q of ['p50', 'p95', 'p99']) {
+        const v = num(pick(obj(m[k]), ['latency_ms', q])) || 0;
+        rows.push(h('div', { class: 'bar-row', 'data-step': k, 'data-q': q },
+          h('span', { class: 'bar-label' }, q === 'p50' ? k : ''),
+          h('span', { class: 'bar-q' }, q),
+          h('span', { class: 'bar-track' }, h('span', { class: 'bar bar-' + q, style: 'width:' + (100 * v / top).toFixed(2) + '%' })),
+          h('span', { class: 'bar-value n' }, fmtMs(v))));
+      }
+    }
+    return section('step-bars-section', 'Latency by step', h('div', { class: 'bars', id: 'step-bars', 'data-steps': keys.join(',') }, rows));
   }
 
   function breakdown(id, title, m) {
