@@ -32,7 +32,7 @@ func (t *loadTest) abortIfLeading(leading bool) {
 		t.log.Warn("could not evaluate the abort thresholds", "error", err)
 		return
 	}
-	r, stop := t.sc.ShouldAbort(rep.ThresholdEnv(), time.Duration(through+1)*time.Second)
+	r, stop := t.sc.ShouldAbort(rep.ThresholdEnv(t.sc), time.Duration(through+1)*time.Second)
 	if !stop {
 		return
 	}

@@ -330,7 +330,7 @@ func Build(in Input) (*Report, error) {
 	// The system under test, then thresholds on the fleet-wide numbers as
 	// reported, with regions and what was observed.
 	r.Observe = observation(sc, in.Observed, r.Series, res, dur)
-	env := thresholdEnv(r, byRegion)
+	env := sc.WithEnv(thresholdEnv(r, byRegion))
 	var pass bool
 	r.Thresholds, pass = sc.Evaluate(env)
 	if r.Thresholds == nil {
@@ -357,7 +357,9 @@ func thresholdEnv(r *Report, regions map[string]storage.Summary) map[string]any 
 // ThresholdEnv is the env a report's thresholds were evaluated on, for
 // rules evaluated again as a test runs (abort rules); the report must have
 // been built with its regions (Input.ByRegion).
-func (r *Report) ThresholdEnv() map[string]any { return thresholdEnv(r, r.ByRegion) }
+func (r *Report) ThresholdEnv(sc *scenarios.Scenario) map[string]any {
+	return sc.WithEnv(thresholdEnv(r, r.ByRegion))
+}
 
 // seriesOf is the points of a merged series in time order; a point's
 // target is the plan's whole-fleet target.

@@ -169,6 +169,7 @@ func Compile(spec *Spec) (*Scenario, error) {
 	sc.compileSteps(&errs, spec)
 	sc.compileThresholds(&errs, spec)
 	sc.Distribution = compileDistribution(&errs, spec.Distribution)
+	sc.Distribution.env = sc.Env
 	sc.Tracing = compileTracing(&errs, spec.Tracing)
 	if cfg, err := resolveObserve(spec.Observe, spec.Target).Compile(); err != nil {
 		errs = append(errs, err) // each line names its field (observe.sources[1].query: ...)

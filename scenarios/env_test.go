@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/loadswarm/loadswarm/storage"
 )
 
 func compileWithEnv(t *testing.T, file string, env map[string]string, secret ...string) (*Scenario, error) {
@@ -85,5 +87,36 @@ func TestEnvRendersAndRedacts(t *testing.T) {
 	// A record keeps the public env: it compiles again, secret and all.
 	if _, err := compileWithEnv(t, envFile+"secret: [TOKEN]\n", sc.PublicEnv()); err != nil {
 		t.Fatalf("compile from the public env: %v", err)
+	}
+}
+
+// TestEnvInRules: thresholds and distribution rules read the parameters
+// too.
+func TestEnvInRules(t *testing.T) {
+	file := `name: rules
+target: http://127.0.0.1:1
+duration: 1s
+load: {rate: 1}
+requests: [{name: a}]
+thresholds: ['p95 < float(env.P95_BUDGET)']
+distribution: {select: 'node.region == env.REGION'}
+`
+	sc, err := compileWithEnv(t, file, map[string]string{"P95_BUDGET": "250", "REGION": "eu-west"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p95, want := range map[float64]bool{200: true, 300: false} {
+		env := sc.WithEnv(ThresholdEnv(storage.Summary{Latency: storage.Latency{P95: p95}}, nil))
+		if res, pass := sc.Evaluate(env); pass != want {
+			t.Errorf("p95 %v: pass %v, want %v (%+v)", p95, pass, want, res)
+		}
+	}
+	for region, want := range map[string]bool{"eu-west": true, "us-east": false} {
+		if ok, err := sc.Distribution.Select(NodeInfo{Name: "n", Region: region}); err != nil || ok != want {
+			t.Errorf("select %s: %v %v", region, ok, err)
+		}
+	}
+	if _, err := compileWithEnv(t, file, map[string]string{"REGION": "eu-west"}); err == nil || !strings.Contains(err.Error(), "env.P95_BUDGET") {
+		t.Errorf("a threshold's missing parameter: %v", err)
 	}
 }

@@ -289,7 +289,8 @@ type NodeInfo struct {
 
 // DistEnv is the environment of distribution rules.
 type DistEnv struct {
-	Node NodeInfo `expr:"node"`
+	Node NodeInfo          `expr:"node"`
+	Env  map[string]string `expr:"env"` // the run's parameters
 }
 
 // Distribution is a compiled DistributionSpec.
@@ -297,6 +298,7 @@ type Distribution struct {
 	Spec    DistributionSpec
 	selectP *vm.Program
 	weightP *vm.Program
+	env     map[string]string // the run's parameters (Compile sets them)
 }
 
 // Select reports whether a node takes part (true when there is no rule).
@@ -304,7 +306,7 @@ func (d *Distribution) Select(n NodeInfo) (bool, error) {
 	if d == nil || d.selectP == nil {
 		return true, nil
 	}
-	v, err := expr.Run(d.selectP, DistEnv{Node: n})
+	v, err := expr.Run(d.selectP, DistEnv{Node: n, Env: d.env})
 	if err != nil {
 		return false, fmt.Errorf("distribution.select on node %q: %w", n.Name, err)
 	}
@@ -316,7 +318,7 @@ func (d *Distribution) Weight(n NodeInfo) (float64, error) {
 	if d == nil || d.weightP == nil {
 		return n.Capacity, nil
 	}
-	v, err := expr.Run(d.weightP, DistEnv{Node: n})
+	v, err := expr.Run(d.weightP, DistEnv{Node: n, Env: d.env})
 	if err != nil {
 		return 0, fmt.Errorf("distribution.weight on node %q: %w", n.Name, err)
 	}

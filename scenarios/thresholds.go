@@ -66,6 +66,17 @@ func thresholdEnvExample() map[string]any {
 	m["sut"] = map[string]map[string]any{}
 	m["scale_lag"] = map[string]any{}
 	m["recovery"] = map[string]any{}
+	m["env"] = map[string]string{} // the run's parameters: p95 < float(env.P95_BUDGET)
+	return m
+}
+
+// WithEnv adds the run's parameters to a threshold env, as env.KEY.
+func (sc *Scenario) WithEnv(m map[string]any) map[string]any {
+	env := sc.Env
+	if env == nil {
+		env = map[string]string{}
+	}
+	m["env"] = env
 	return m
 }
 

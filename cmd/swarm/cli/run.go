@@ -228,8 +228,8 @@ func (v *liveView) second(s *storage.Second) {
 		v.total = storage.NewSeries()
 	}
 	_ = v.total.Add(s.Clone())
-	env := scenarios.ThresholdEnv(storage.Summarize(v.total, nil),
-		storage.SummarizeBy(v.total, func(d storage.Dim) string { return d.Step }))
+	env := v.sc.WithEnv(scenarios.ThresholdEnv(storage.Summarize(v.total, nil),
+		storage.SummarizeBy(v.total, func(d storage.Dim) string { return d.Step })))
 	if r, stop := v.sc.ShouldAbort(env, time.Duration(s.T+1)*time.Second); stop {
 		v.aborted = &r
 		fmt.Fprintf(v.w, "aborting: threshold %q failed\n", r.Expr)
