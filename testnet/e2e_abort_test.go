@@ -16,7 +16,8 @@ import (
 
 // TestEndToEndFleetAbort: an abort threshold stops a fleet run on every
 // node, whoever follows it: `swarm run` exits 99 and names the rule; a run
-// whose CLI is killed at once is aborted all the same. Counted at the
+// whose CLI is killed at once, or submitted with --detach, is aborted all
+// the same. Counted at the
 // target: nothing is sent 2 s after the rule could first fail and the
 // fleet had reported it.
 func TestEndToEndFleetAbort(t *testing.T) {
@@ -91,5 +92,20 @@ thresholds:
 	code, out, errOut = runSwarm(t, bin, "results", id, "--api", s.Nodes[2].API)
 	if code != 99 || !strings.Contains(out, `aborted early: p95 < 0.001`) {
 		t.Fatalf("swarm results: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// Submitted with --detach: nobody follows it, and it is aborted.
+	code, out, errOut = runSwarm(t, bin, "run", "--detach", "--api", s.Nodes[2].API, spec)
+	if code != 0 {
+		t.Fatalf("swarm run --detach: exit %d\n%s", code, errOut)
+	}
+	detached := strings.TrimSpace(out)
+	nc := node.NewClient(s.Nodes[0].API, nil)
+	swarmtest.WaitFor(t, 20*time.Second, "the detached test is aborted", func() (bool, string) {
+		st, err := nc.Test(context.Background(), detached, 0, false)
+		return err == nil && st.State == node.StateStopped, fmt.Sprint(st.State, err)
+	})
+	if code, out, _ := runSwarm(t, bin, "results", detached, "--api", s.Nodes[1].API); code != 99 || !strings.Contains(out, "aborted early") {
+		t.Fatalf("swarm results of the detached test: exit %d\n%s", code, out)
 	}
 }
