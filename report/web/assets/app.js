@@ -498,7 +498,21 @@
         return m;
       });
       const a = align(maps);
-      specs.observed = { title: 'Observed system', unit: 'value', fmt: fmtFloat, x: a.x, series: obs.map((s, i) => Object.assign({ label: str(s.name) || 'series ' + (i + 1), values: a.ys[i], width: 1.75 }, style(i))) };
+      // Series of very different sizes (a queue of thousands, replicas in
+      // tens) would flatten each other on one axis: then each is drawn as a
+      // share of its own maximum, and its label says the maximum.
+      const tops = a.ys.map((ys) => Math.max(0, ...ys.filter((v) => num(v) !== null)));
+      const big = Math.max(...tops), small = Math.min(...tops.filter((t) => t > 0));
+      const scaled = obs.length > 1 && small > 0 && big / small > 10;
+      specs.observed = {
+        title: scaled ? 'Observed system (each series as % of its maximum)' : 'Observed system',
+        unit: scaled ? '% of max' : 'value', fmt: fmtFloat, x: a.x,
+        series: obs.map((s, i) => Object.assign({
+          label: (str(s.name) || 'series ' + (i + 1)) + (scaled ? ' (max ' + fmtFloat(tops[i]) + ')' : ''),
+          values: scaled ? a.ys[i].map((v) => (num(v) === null || !tops[i] ? v : 100 * v / tops[i])) : a.ys[i],
+          width: 1.75,
+        }, style(i))),
+      };
     } else {
       specs.observed = null;
     }
