@@ -134,8 +134,7 @@ func quantileOf(l storage.Latency, q string) float64 {
 // noise is a run's relative standard error of each latency quantile: the
 // spread of its points' values over the square root of their number.
 type noise struct {
-	rel      map[string]float64
-	requests float64 // the requests the points add up to
+	rel map[string]float64
 }
 
 func seriesNoise(ps []Point) noise {
