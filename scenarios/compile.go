@@ -56,7 +56,9 @@ type Scenario struct {
 	Timeout      time.Duration
 	HTTP2        bool
 	Insecure     bool
-	MaxBody      int // bytes; the default of every step's MaxBody
+	MaxBody      int  // bytes; the default of every step's MaxBody
+	Redirects    int  // the default of every step's Redirects
+	Cookies      bool // a cookie jar per arrival
 	Headers      map[string]*Template
 	Flow         string
 	Vars         map[string]any
@@ -85,8 +87,12 @@ type Step struct {
 	Weight  float64
 	Timeout time.Duration
 	MaxBody int // bytes: the largest body Body may render
-	Checks  []*Check
-	Extract []Extract
+	// Redirects is how many redirects the step follows; Think the pause
+	// after it (sequence flow).
+	Redirects int
+	Think     Think
+	Checks    []*Check
+	Extract   []Extract
 	// needBody / needJSON / needHeaders say whether a check or extraction
 	// reads them, so that other steps only count and discard the body and
 	// build no header map.
@@ -163,6 +169,8 @@ func Compile(spec *Spec) (*Scenario, error) {
 	sc.Insecure = spec.Defaults.InsecureSkipVerify
 	sc.MaxBody = compileMaxBody(&errs, "defaults.max_body", spec.Defaults.MaxBody, DefaultMaxBody)
 	sc.Headers = compileHeaders(&errs, "defaults.headers", spec.Defaults.Headers)
+	sc.Redirects = compileRedirects(&errs, "defaults.redirects", spec.Defaults.Redirects, DefaultRedirects)
+	sc.Cookies = spec.Defaults.Cookies == nil || *spec.Defaults.Cookies
 
 	sc.compileEnv(&errs, spec)
 	sc.compileLoad(&errs, spec)
@@ -481,6 +489,8 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 			errs.add(path+field, "%d bytes of text, over the %s URL limit", st.URL.textLen(), FormatSize(MaxURLBytes))
 		}
 		st.Headers = compileHeaders(errs, path+".headers", rs.Headers)
+		st.Redirects = compileRedirects(errs, path+".redirects", rs.Redirects, sc.Redirects)
+		st.Think = compileThink(errs, path+".think", rs.Think)
 		st.MaxBody = compileMaxBody(errs, path+".max_body", rs.MaxBody, sc.MaxBody)
 		if rs.Body != "" {
 			t, err := parseTemplate(rs.Body, st.MaxBody, "body")

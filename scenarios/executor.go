@@ -10,6 +10,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/http/cookiejar"
 	"sort"
 	"strings"
 	"sync"
@@ -479,6 +480,7 @@ type worker struct {
 	env  IterEnv
 	renv ResponseEnv
 	buf  []byte
+	jar  *cookiejar.Jar // the current arrival's cookies; made at the first Set-Cookie
 
 	// Tracing (when the scenario has it on): the worker's own id
 	// generator, and the current arrival's trace id and sampled flag,
@@ -498,6 +500,7 @@ func (w *worker) run(a arrival) {
 		vars = maps.Clone(sc.Vars)
 	}
 	w.env = IterEnv{Vars: vars, Env: sc.Env, Arrival: int64(a.n)}
+	w.jar = nil // each arrival is a new visitor
 	if sc.Tracing.On {
 		// One trace per arrival: its steps are one user journey.
 		w.trace = w.ids.traceID()
@@ -509,12 +512,24 @@ func (w *worker) run(a arrival) {
 		return
 	}
 	intended := a.scheduled
-	for _, st := range sc.Steps {
+	for i, st := range sc.Steps {
 		end, ok := w.do(st, intended)
 		if !ok {
 			return // later steps may depend on this one's result
 		}
 		intended = end
+		if d := st.Think.draw(); d > 0 && i < len(sc.Steps)-1 {
+			// The user reads the page: no connection held, and the next
+			// step's latency counts from when it is sent.
+			t := time.NewTimer(d)
+			select {
+			case <-w.e.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			intended = time.Now()
+		}
 	}
 }
 
@@ -548,17 +563,18 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 	defer cancel()
 	req = req.WithContext(ctx)
 	sent := time.Now()
-	resp, err := w.e.rt.RoundTrip(req)
-	var bytesIn int64
+	resp, req, bytesIn, err := w.roundTrip(st, req)
 	var body []byte
 	if err == nil {
 		if st.needBody || st.needJSON {
 			body, err = w.readBody(resp.Body)
-			bytesIn = int64(len(body))
+			bytesIn += int64(len(body))
 			n, _ := io.Copy(io.Discard, resp.Body)
 			bytesIn += n
 		} else {
-			bytesIn, err = io.Copy(io.Discard, resp.Body)
+			var n int64
+			n, err = io.Copy(io.Discard, resp.Body)
+			bytesIn += n
 		}
 		resp.Body.Close()
 	}

@@ -67,6 +67,12 @@ type Defaults struct {
 	// larger fails (error class "other") before the body is built.
 	// Default: 1MiB; at most 64MiB.
 	MaxBody string `yaml:"max_body" json:"max_body,omitempty"`
+	// Redirects is how many redirects a request follows (0: none, the
+	// redirect is the response). Default: 10.
+	Redirects *int `yaml:"redirects" json:"redirects,omitempty"`
+	// Cookies keeps a cookie jar per arrival: cookies a response sets go
+	// with the arrival's later requests. Default: on.
+	Cookies *bool `yaml:"cookies" json:"cookies,omitempty"`
 }
 
 // Load is the open-model arrival profile.
@@ -129,6 +135,11 @@ type StepSpec struct {
 	Extract map[string]string `yaml:"extract" json:"extract,omitempty"`
 	// MaxBody overrides defaults.max_body for this step.
 	MaxBody string `yaml:"max_body" json:"max_body,omitempty"`
+	// Redirects overrides defaults.redirects for this step.
+	Redirects *int `yaml:"redirects" json:"redirects,omitempty"`
+	// Think is the pause after this step before the arrival's next one
+	// (sequence flow): "2s" or {min: 1s, max: 3s}. Default: none.
+	Think *ThinkSpec `yaml:"think" json:"think,omitempty"`
 }
 
 // ThresholdSpec is a pass/fail rule over the run's merged summary. It may be
