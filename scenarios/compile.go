@@ -491,6 +491,9 @@ func (sc *Scenario) compileSteps(errs *problems, spec *Spec) {
 		st.Headers = compileHeaders(errs, path+".headers", rs.Headers)
 		st.Redirects = compileRedirects(errs, path+".redirects", rs.Redirects, sc.Redirects)
 		st.Think = compileThink(errs, path+".think", rs.Think)
+		if rs.Think != nil && spec.Flow == FlowWeighted {
+			errs.add(path+".think", "a pause between steps needs flow: sequence (a weighted flow sends one step per arrival)")
+		}
 		st.MaxBody = compileMaxBody(errs, path+".max_body", rs.MaxBody, sc.MaxBody)
 		if rs.Body != "" {
 			t, err := parseTemplate(rs.Body, st.MaxBody, "body")

@@ -140,6 +140,7 @@ func TestSessionBadValues(t *testing.T) {
 		{"requests: [{name: a, think: 3}]\n", "duration"},
 		{"requests: [{name: a, think: {min: -1s}}]\n", "requests[0].think: must be >= 0"},
 		{"defaults: {cookies: maybe}\nrequests: [{name: a}]\n", "line"},
+		{"flow: weighted\nrequests: [{name: a, think: 1s}]\n", "requests[0].think: a pause between steps needs flow: sequence"},
 	} {
 		if _, err := Parse([]byte(base + tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
