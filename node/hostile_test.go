@@ -373,6 +373,17 @@ func TestHostileWebPage(t *testing.T) {
 		if status != http.StatusForbidden || !strings.Contains(out, tc.want) {
 			t.Errorf("%s: %d %s", tc.name, status, out)
 		}
+		// The JSON submission (a run with parameters) is guarded the same way.
+		headers := append([]string{}, tc.headers...)
+		for i, h := range headers {
+			if strings.HasPrefix(h, "Content-Type: application/yaml") {
+				headers[i] = "Content-Type: application/json"
+			}
+		}
+		status, out = curl(t, "POST", api+"/v1/runs", runJSON(body, `"env": {}`), headers...)
+		if status != http.StatusForbidden || !strings.Contains(out, tc.want) {
+			t.Errorf("%s, POST /v1/runs: %d %s", tc.name, status, out)
+		}
 	}
 	// A read by a rebinding page is refused too.
 	if status, _ := curl(t, "GET", api+"/v1/tests", "", "Host: evil.example"); status != http.StatusForbidden {
@@ -393,8 +404,18 @@ func TestHostileWebPage(t *testing.T) {
 		t.Fatalf("%d requests", n)
 	}
 	// The CLI's own requests pass.
-	if status, out := curl(t, "POST", api+"/v1/tests", body, "Content-Type: application/yaml"); status != http.StatusCreated {
+	status, out := curl(t, "POST", api+"/v1/tests", body, "Content-Type: application/yaml")
+	if status != http.StatusCreated {
 		t.Fatalf("a local program: %d %s", status, out)
+	}
+	// A page on another site cannot press the dashboard's stop button for
+	// the operator: the DELETE is refused and the test goes on.
+	id := strings.Split(strings.Split(out, `"id": "`)[1], `"`)[0]
+	if status, out := curl(t, "DELETE", api+"/v1/tests/"+id, "", "Origin: http://evil.example"); status != http.StatusForbidden {
+		t.Fatalf("a cross-site stop: %d %s", status, out)
+	}
+	if st, err := node.NewClient(nodes[0].APIAddr(), nil).Test(context.Background(), id, 0, false); err != nil || st.State == node.StateStopped {
+		t.Fatalf("after a cross-site stop: %s %v", st.State, err)
 	}
 }
 
