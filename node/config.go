@@ -154,6 +154,12 @@ func (c Config) coordinatorConfig() scheduler.CoordinatorConfig {
 	if c.LeaseTTL > 0 {
 		cc.LeaseTTL = c.LeaseTTL
 		cc.LeaseEvery = min(cc.LeaseEvery, c.LeaseTTL/3)
+		// Under the time a lost node's share takes to move (its failure
+		// detection, then TTL and margin), so a scheduler cut off from
+		// the fleet has stopped leasing before anyone could move a share
+		// it gives out; and never so short that a second of stats late
+		// loses the majority.
+		cc.Contact = max(c.LeaseTTL, 2*time.Second)
 	}
 	if c.StartLead > 0 {
 		cc.Lead = c.StartLead

@@ -238,8 +238,17 @@ func checkRecovery(t *testing.T, ct *countingTarget, rate, secs int, recoverBy i
 		if float64(c) > 1.05*float64(rate) {
 			t.Errorf("second %d: %d requests, over 105%% of %d/s", s, c, rate)
 		}
-		if s >= recoverBy && s < int64(secs)-1 && math.Abs(float64(c-rate)) > tolerance*float64(rate) {
-			t.Errorf("second %d: %d requests, want %d ± %.0f%% after recovery", s, c, rate, 100*tolerance)
+		// A request sent on a second's edge may be counted in the next one
+		// on a loaded machine: a single second may be off by twice the
+		// tolerance if its neighbour makes up for it.
+		if s >= recoverBy && s < int64(secs)-1 {
+			pair := c + counts[s+1]
+			if s+1 == int64(secs)-1 {
+				pair = 2 * c
+			}
+			if math.Abs(float64(c-rate)) > 2*tolerance*float64(rate) || math.Abs(float64(pair-2*rate)) > 2*tolerance*float64(rate) {
+				t.Errorf("second %d: %d requests (and %d in the next), want %d ± %.0f%% after recovery", s, c, counts[s+1], rate, 100*tolerance)
+			}
 		}
 	}
 	t.Logf("requests per second at the target: %v", line)

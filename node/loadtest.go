@@ -112,7 +112,8 @@ type nodeStatus struct {
 	Done      bool
 	Stopped   string
 	StartSkew time.Duration
-	LastT     int64 // last second reported, -1 before any
+	LastT     int64     // last second reported, -1 before any
+	Heard     time.Time // when its stats last arrived (seconds or a heartbeat)
 }
 
 func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scenarios.Scenario, declined string) (*loadTest, error) {

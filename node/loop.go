@@ -245,8 +245,21 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		stopped[id] = why
 	}
 	behind := t.behindLocked(now)
+	following := map[string][32]byte{}
+	for d, nodes := range t.vouch {
+		for id := range nodes {
+			following[id] = d
+		}
+	}
+	heard := map[string]time.Time{}
+	for id, ns := range t.nodes {
+		heard[id] = ns.Heard
+	}
 	t.mu.Unlock()
-	out := t.coord.Tick(now, scheduler.View{Alive: v.accepted, Stopped: stopped, Behind: behind})
+	if d := t.following.Load(); d != nil {
+		following[self] = *d
+	}
+	out := t.coord.Tick(now, scheduler.View{Alive: v.accepted, Stopped: stopped, Behind: behind, Following: following, Heard: heard})
 	if out.Note != "" {
 		t.log.Info(out.Note)
 	}

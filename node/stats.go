@@ -96,6 +96,7 @@ func (t *loadTest) lastSecond() int64 {
 // record keeps a node's stats; the caller holds t.mu.
 func (t *loadTest) record(from string, s *Stats, sec *storage.Second) {
 	ns := t.node(from)
+	ns.Heard = time.Now()
 	if s.Name != "" {
 		ns.Name = s.Name
 	}

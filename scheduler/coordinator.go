@@ -23,11 +23,18 @@ type CoordinatorConfig struct {
 	// Margin is added to a lost node's lease expiry before its share
 	// moves, for delivery delays. Default 500ms.
 	Margin time.Duration
+	// Contact is how recently the scheduler must have heard from each
+	// node it counts towards its majority (see View.Heard). A scheduler
+	// cut off from the fleet still sees its members alive until its
+	// failure detector declares them dead, one by one, which takes longer
+	// the larger the fleet; it stops leasing Contact after it last heard
+	// from a majority. Default 3s.
+	Contact time.Duration
 }
 
 // DefaultCoordinatorConfig returns the defaults.
 func DefaultCoordinatorConfig() CoordinatorConfig {
-	return CoordinatorConfig{LeaseTTL: 3 * time.Second, LeaseEvery: time.Second, Lead: 2 * time.Second, Margin: 500 * time.Millisecond}
+	return CoordinatorConfig{LeaseTTL: 3 * time.Second, LeaseEvery: time.Second, Lead: 2 * time.Second, Margin: 500 * time.Millisecond, Contact: 3 * time.Second}
 }
 
 // Validate reports every bad field.
@@ -36,8 +43,8 @@ func (c CoordinatorConfig) Validate() error {
 	if c.LeaseEvery <= 0 || c.LeaseTTL < 2*c.LeaseEvery {
 		errs = append(errs, fmt.Errorf("lease: TTL %s must be at least twice the renewal period %s", c.LeaseTTL, c.LeaseEvery))
 	}
-	if c.Lead < 0 || c.Margin < 0 {
-		errs = append(errs, errors.New("lead and margin must be >= 0"))
+	if c.Lead < 0 || c.Margin < 0 || c.Contact < 0 {
+		errs = append(errs, errors.New("lead, margin and contact must be >= 0"))
 	}
 	return errors.Join(errs...)
 }
@@ -57,6 +64,14 @@ type View struct {
 	// Behind holds the nodes whose generator falls behind (they dropped
 	// arrivals for several seconds in a row), with the rate they achieved.
 	Behind map[string]float64
+	// Following holds, per node, the digest of the plan it last reported
+	// following (in its results): how a node whose share a plan lowers
+	// tells the scheduler it has lowered it.
+	Following map[string][32]byte
+	// Heard holds when each node's results last arrived (a node with a
+	// running share reports at least every second). Nil: the view alone
+	// says who is there.
+	Heard map[string]time.Time
 }
 
 // Output is what a tick asks the driver to send.
@@ -107,6 +122,22 @@ type Coordinator struct {
 	// test, after the last split.
 	considered map[string]bool
 	lastJoin   time.Time // when the last split for joiners was made
+	lastRefill time.Time // when a plan short of the rate was last split again
+	// shared is when each node first had a share under this scheduler:
+	// it is expected to be heard from Contact later.
+	shared map[string]time.Time
+	// raise is a plan held back until every node whose share it lowers
+	// has lowered it (see change).
+	raise *heldRaise
+}
+
+// heldRaise is the second step of a plan change that lowers some shares
+// and raises others.
+type heldRaise struct {
+	plan  *Plan    // the change, published once wait is empty
+	lower [32]byte // the digest of the first step, which only lowers
+	wait  []string // the nodes whose share the first step lowers
+	note  string
 }
 
 // NewCoordinator makes self the scheduler of a test.
@@ -116,7 +147,7 @@ func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, e
 	}
 	return &Coordinator{cfg: cfg, test: t, self: self, nodes: map[string]bool{},
 		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}, slow: map[string]float64{},
-		considered: map[string]bool{}}, nil
+		considered: map[string]bool{}, shared: map[string]time.Time{}}, nil
 }
 
 // Plan returns the current plan (nil before Begin or Resume).
@@ -137,6 +168,7 @@ func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
 		Shares: sp.Shares, Excluded: sp.Excluded, Unit: sp.Unit, LeaseTTL: c.cfg.LeaseTTL}
 	for _, s := range c.plan.Shares {
 		c.nodes[s.Node] = true
+		c.shared[s.Node] = now
 	}
 	for id := range v.Alive {
 		c.nodes[id] = true
@@ -158,6 +190,12 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 		c.nodes[s.Node] = true
 		c.lastLeased[s.Node] = now
 		c.considered[s.Node] = true
+		c.shared[s.Node] = now
+	}
+	if _, had := np.Share(p.Scheduler); had {
+		// The old scheduler leased its own share for as long as it heard
+		// from a majority, which may be Contact past its last word here.
+		c.lastLeased[p.Scheduler] = now.Add(c.cfg.Contact)
 	}
 	for id, why := range np.Excluded {
 		c.considered[id] = true
@@ -195,7 +233,7 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 	}
 	alive := 0
 	for n := range c.nodes {
-		if _, ok := v.Alive[n]; ok {
+		if _, ok := v.Alive[n]; ok && c.inTouch(now, v, n) {
 			if _, gone := c.lost[n]; !gone {
 				alive++
 			}
@@ -227,7 +265,7 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		if _, had := c.plan.Share(n); !had {
 			continue
 		}
-		if now.After(c.lastLeased[n].Add(c.cfg.LeaseTTL + c.cfg.Margin)) {
+		if c.expired(now, n) {
 			ready = append(ready, n)
 		}
 	}
@@ -235,9 +273,13 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		sort.Strings(ready)
 		p, note := c.replan(now, v, ready)
 		out.Plan, out.Note = p, note
+	} else if c.raise != nil {
+		out.Plan, out.Note = c.raiseHeld(now, v)
 	} else if p, note := c.rebalance(now, v); p != nil {
 		out.Plan, out.Note = p, note
 	} else if p, note := c.welcome(now, v); p != nil {
+		out.Plan, out.Note = p, note
+	} else if p, note := c.refill(now, v); p != nil {
 		out.Plan, out.Note = p, note
 	}
 
@@ -291,16 +333,17 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 			}
 		}
 		np.Effective = eff
-		c.plan = &np
-		return c.plan, fmt.Sprintf("lost %v; the others cannot carry their share (%v): the rate stays lower", lost, err)
+		return c.change(now, &np, fmt.Sprintf("lost %v; the others cannot carry their share (%v): the rate stays lower", lost, err))
 	}
 	excluded := sp.Excluded
 	for n, why := range c.lost {
 		excluded[n] = "lost: " + why
+		if _, had := c.plan.Share(n); had {
+			c.moved[n] = true // the new split leaves it out
+		}
 	}
 	c.consider(v)
-	c.adopt(now, eff, sp, excluded)
-	return c.plan, fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(c.plan.Shares), eff.Round(time.Millisecond), note)
+	return c.change(now, c.draft(eff, sp, excluded), fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(sp.Shares), eff.Round(time.Millisecond), note))
 }
 
 // joinCooldown spaces out splits for members that joined mid-test, so a
@@ -335,8 +378,34 @@ func (c *Coordinator) welcome(now time.Time, v View) (*Plan, string) {
 		return nil, ""
 	}
 	sort.Strings(joined)
-	c.adopt(now, eff, sp, sp.Excluded)
-	return c.plan, fmt.Sprintf("%v joined: the rest of the test is split over %d nodes from %s into the test", joined, len(c.plan.Shares), eff.Round(time.Millisecond))
+	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("%v joined: the rest of the test is split over %d nodes from %s into the test", joined, len(sp.Shares), eff.Round(time.Millisecond)))
+}
+
+// refill splits the rest of the test again when the plan falls short of
+// the test's rate and nothing else is under way: the scheduler that made a
+// two-step change died between its steps (the one that took over holds the
+// first, lower one), or a replan could not place a share then. Only as
+// often as joins, since an infeasible split is simply tried again later.
+func (c *Coordinator) refill(now time.Time, v View) (*Plan, string) {
+	if now.Sub(c.lastRefill) < joinCooldown {
+		return nil, ""
+	}
+	eff := max(now.Add(c.cfg.Lead).Sub(c.plan.Start), 0)
+	if eff >= c.test.Profile.Duration() || !short(c.plan, c.test.Profile, eff) {
+		return nil, ""
+	}
+	for n := range c.lost {
+		if _, had := c.plan.Share(n); had && !c.moved[n] {
+			return nil, "" // its replan comes first
+		}
+	}
+	c.lastRefill = now
+	_, _, sp, err := c.restSplit(eff, v)
+	if err != nil {
+		return nil, ""
+	}
+	c.consider(v)
+	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("the plan fell short of the test's rate: the rest of the test is split again over %d nodes from %s into the test", len(sp.Shares), eff.Round(time.Millisecond)))
 }
 
 // consider marks every member of the view as seen by a split.
@@ -379,9 +448,10 @@ const rebalanceCooldown = 10 * time.Second
 // rebalance moves load off nodes whose generator falls behind: their
 // capacity is capped at 90% of what they achieved, and the rest of the
 // test is split again. It does nothing when no other node has room (the
-// rate would just stay where it is). A slow node's share shrinks at the
-// same instant the others' grow; it was not sending its full share anyway,
-// so the change cannot push the fleet over the planned rate.
+// rate would just stay where it is). The others' shares grow only once the
+// slow nodes follow their smaller ones (see change): a node that was
+// behind for a moment, a late start say, may be sending its full share
+// again by the time the plan is made.
 func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
 	if len(v.Behind) == 0 || now.Sub(c.lastRebalance) < rebalanceCooldown {
 		return nil, ""
@@ -412,8 +482,7 @@ func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
 	}
 	c.lastRebalance = now
 	c.consider(v)
-	c.adopt(now, eff, sp, sp.Excluded)
-	return c.plan, fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond))
+	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond)))
 }
 
 // restSplit splits the test from eff on over the alive members that are
@@ -434,16 +503,127 @@ func (c *Coordinator) restSplit(eff time.Duration, v View) (rest scenarios.Profi
 	return rest, cands, sp, err
 }
 
-// adopt makes a split the next epoch's plan from eff; nodes new to the
-// test count as leased from now.
-func (c *Coordinator) adopt(now time.Time, eff time.Duration, sp *Split, excluded map[string]string) *Plan {
-	c.plan = &Plan{TestID: c.test.ID, Epoch: c.plan.Epoch + 1, Scheduler: c.self, Start: c.plan.Start,
+// draft is a split as a plan from eff, not yet numbered.
+func (c *Coordinator) draft(eff time.Duration, sp *Split, excluded map[string]string) *Plan {
+	return &Plan{TestID: c.test.ID, Scheduler: c.self, Start: c.plan.Start,
 		Effective: eff, Shares: sp.Shares, Excluded: excluded, Unit: sp.Unit, LeaseTTL: c.plan.LeaseTTL}
-	for _, s := range c.plan.Shares {
+}
+
+// next makes p the next epoch's plan; nodes new to the test count as
+// leased from now.
+func (c *Coordinator) next(now time.Time, p *Plan) *Plan {
+	p.Epoch = c.plan.Epoch + 1
+	p.Scheduler, p.Start, p.LeaseTTL = c.self, c.plan.Start, c.plan.LeaseTTL
+	c.plan = p
+	for _, s := range p.Shares {
 		if !c.nodes[s.Node] {
 			c.nodes[s.Node] = true
 			c.lastLeased[s.Node] = now
 		}
+		if _, ok := c.shared[s.Node]; !ok {
+			c.shared[s.Node] = now
+		}
 	}
-	return c.plan
+	return p
+}
+
+// inTouch: n counts towards the majority. A node with a share must have
+// been heard from within Contact (once it had the share that long); one
+// without a share reports nothing, and the view alone vouches for it.
+func (c *Coordinator) inTouch(now time.Time, v View, n string) bool {
+	if v.Heard == nil || n == c.self {
+		return true
+	}
+	if _, has := c.plan.Share(n); !has {
+		return true
+	}
+	since, ok := c.shared[n]
+	if !ok || now.Sub(since) < c.cfg.Contact {
+		return true
+	}
+	return now.Sub(v.Heard[n]) <= c.cfg.Contact
+}
+
+// expired: n is lost and its last lease has run out, with the margin.
+func (c *Coordinator) expired(now time.Time, n string) bool {
+	_, gone := c.lost[n]
+	return gone && now.After(c.lastLeased[n].Add(c.cfg.LeaseTTL+c.cfg.Margin))
+}
+
+// change moves the test from the current plan to b. Shares that go down
+// and shares that go up cannot switch at one instant: a node that misses
+// the plan, or reads it late, or whose scheduler was cut off from it,
+// keeps its old, higher share while the others already send their new
+// ones, and the fleet goes over the test's rate. So a change that both
+// raises a share and lowers one that may still be sent goes in two steps:
+// first a plan that only lowers (each node's share is the lower of its old
+// and its new one), then, once every node it lowers reports following it
+// (or is lost with its lease run out), b itself. A scheduler cut off from
+// the fleet hears nobody, so it never takes the second step.
+func (c *Coordinator) change(now time.Time, b *Plan, note string) (*Plan, string) {
+	c.raise = nil
+	a := c.plan
+	var wait []string
+	raises := false
+	for _, s := range b.Shares {
+		old, _ := a.Share(s.Node)
+		raises = raises || below(old.Segments, s.Segments, b.Effective)
+	}
+	for _, s := range a.Shares {
+		if c.expired(now, s.Node) {
+			continue
+		}
+		nb, _ := b.Share(s.Node)
+		if below(nb.Segments, s.Segments, b.Effective) {
+			wait = append(wait, s.Node)
+		}
+	}
+	if !raises || len(wait) == 0 {
+		return c.next(now, b), note
+	}
+	first := c.next(now, lowerStep(a, b))
+	c.raise = &heldRaise{plan: b, lower: first.Digest(), wait: wait, note: note}
+	return first, fmt.Sprintf("%s; first %v lower their shares, the others raise theirs once they follow that", note, wait)
+}
+
+// raiseHeld takes the second step of a change once every node it waits
+// for follows the first (or is lost, its lease run out).
+func (c *Coordinator) raiseHeld(now time.Time, v View) (*Plan, string) {
+	r := c.raise
+	for _, n := range r.wait {
+		if d, ok := v.Following[n]; !(ok && d == r.lower) && !c.expired(now, n) {
+			return nil, ""
+		}
+	}
+	c.raise = nil
+	// The lowered shares apply from r.plan.Effective, and the nodes that
+	// lower follow them: the raise may apply from then too, with a moment
+	// to reach the nodes that raise (one that reads it late starts late).
+	eff := max(r.plan.Effective, now.Add(c.cfg.Margin).Sub(c.plan.Start))
+	if eff >= c.test.Profile.Duration() {
+		return nil, ""
+	}
+	p := *r.plan
+	p.Effective = eff
+	return c.next(now, &p), r.note + fmt.Sprintf(" (raised from %s, once %v lowered)", eff.Round(time.Millisecond), r.wait)
+}
+
+// lowerStep is the first step from a to b: from b.Effective each node
+// sends the lower of its two shares (nothing, for a node in only one).
+func lowerStep(a, b *Plan) *Plan {
+	p := *b
+	p.Shares = nil
+	for _, s := range a.Shares {
+		nb, ok := b.Share(s.Node)
+		if !ok {
+			continue
+		}
+		segs := minSegments(s.Segments, nb.Segments, b.Effective)
+		if len(segs) == 0 {
+			continue
+		}
+		s.Segments = segs
+		p.Shares = append(p.Shares, s)
+	}
+	return &p
 }

@@ -20,6 +20,8 @@ type trace struct {
 	log    []string
 	lease  string             // nodes of the last lease, to log changes only
 	behind map[string]float64 // nodes reported falling behind
+	follow map[string][32]byte
+	heard  map[string]time.Time
 }
 
 func newTrace(t *testing.T, self string, rate float64, nodes ...string) *trace {
@@ -40,7 +42,19 @@ func (tr *trace) join(n string) {
 	tr.alive[n] = Member{ID: n, Info: scenarios.NodeInfo{Name: n, Capacity: 100}}
 }
 
-func (tr *trace) view() View { return View{Alive: tr.alive, Stopped: tr.stop, Behind: tr.behind} }
+func (tr *trace) view() View {
+	return View{Alive: tr.alive, Stopped: tr.stop, Behind: tr.behind, Following: tr.follow, Heard: tr.heard}
+}
+
+// following makes nodes report that they follow the current plan.
+func (tr *trace) following(nodes ...string) {
+	if tr.follow == nil {
+		tr.follow = map[string][32]byte{}
+	}
+	for _, n := range nodes {
+		tr.follow[n] = tr.c.Plan().Digest()
+	}
+}
 
 // run ticks every 250ms for d and logs plans and lease changes.
 func (tr *trace) run(d time.Duration) {
@@ -112,12 +126,14 @@ func TestTraceSchedulerDies(t *testing.T) {
 	if np.Epoch != 2 || np.Scheduler != "b" || shares(np) != "a=50 b=50 c=50" {
 		t.Fatalf("resumed plan: epoch %d scheduler %s %s", np.Epoch, np.Scheduler, shares(np))
 	}
-	tr.run(5 * time.Second)
-	// a might hold a lease until 3s+TTL: its share moves after 6.5s,
-	// effective at 8.75s, 6.75s into the test.
+	tr.run(8 * time.Second)
+	// a leased itself as long as it heard from a majority, up to Contact
+	// after b last heard from it; so it may hold a lease until
+	// 3s+Contact+TTL: its share moves after 9.5s, effective at 11.75s,
+	// 9.75s into the test.
 	tr.expect(
 		"3.25s lease b,c",
-		"6.75s plan epoch 3 from 6.75s: b=75 c=75",
+		"9.75s plan epoch 3 from 9.75s: b=75 c=75",
 	)
 }
 
@@ -149,11 +165,17 @@ func TestTraceStoppedNodeAndJoin(t *testing.T) {
 	tr.expect("250ms lease a,b,c")
 	// d joins mid-test: at the next tick the rest of the test is split
 	// over four nodes, from Lead ahead (1.25s + 2s, 1.25s into the test).
+	// d's share is new load, so it waits until a, b and c follow their
+	// smaller shares: the first step only lowers; the second applies from
+	// the same instant, since by then they follow the first.
 	tr.join("d")
-	tr.run(2 * time.Second)
+	tr.run(time.Second)
+	tr.expect("1.25s plan epoch 2 from 1.25s: a=38 b=38 c=37")
+	tr.following("a", "b", "c")
+	tr.run(time.Second)
 	tr.expect(
-		"1.25s plan epoch 2 from 1.25s: a=38 b=38 c=37 d=37",
-		"1.25s lease a,b,c,d",
+		"2.25s plan epoch 3 from 1.25s: a=38 b=38 c=37 d=37",
+		"2.25s lease a,b,c,d",
 	)
 	// c reports at 3s that its lease ran out (a late lease): the last lease
 	// that named it was at 2.25s, so its share moves after 5.75s, to a, b
@@ -162,7 +184,63 @@ func TestTraceStoppedNodeAndJoin(t *testing.T) {
 	tr.run(5 * time.Second)
 	tr.expect(
 		"3.25s lease a,b,d",
-		"6s plan epoch 3 from 6s: a=50 b=50 d=50",
+		"6s plan epoch 4 from 6s: a=50 b=50 d=50",
+	)
+}
+
+// TestTraceRaiseWaitsForTheLowered: the nodes a change lowers must show
+// they lowered before anyone raises; one that never does (cut off, frozen
+// without being declared dead) holds the raise back until it is lost and
+// its lease has run out.
+func TestTraceRaiseWaitsForTheLowered(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	tr.c.Begin(tr.now, tr.view())
+	tr.run(time.Second)
+	tr.expect("250ms lease a,b,c")
+	tr.join("d")
+	tr.run(time.Second)
+	tr.expect("1.25s plan epoch 2 from 1.25s: a=38 b=38 c=37")
+	// a and b lowered, c says nothing: no raise, however long.
+	tr.following("a", "b")
+	tr.run(10 * time.Second)
+	tr.expect()
+	// A node reporting an older plan is not one that lowered.
+	tr.follow["c"] = [32]byte{1}
+	tr.run(time.Second)
+	tr.expect()
+	// c is declared dead at 13s: its last lease was at 12.25s, so after
+	// 15.75s it has stopped for sure. Its share moves (with no lowering
+	// left to wait for, the change goes in one step).
+	delete(tr.alive, "c")
+	tr.run(4 * time.Second)
+	tr.expect(
+		"13.25s lease a,b",
+		"16s plan epoch 3 from 16s: a=50 b=50 d=50",
+		"16s lease a,b,d",
+	)
+}
+
+// TestTraceLostNodeWaitsForTheLastLease: two nodes lost a second apart;
+// when the first one's lease has run out, the second may still be
+// sending, so its share is not given away with the first one's.
+func TestTraceLostNodeWaitsForTheLastLease(t *testing.T) {
+	tr := newTrace(t, "a", 200, "a", "b", "c", "d", "e")
+	tr.c.Begin(tr.now, tr.view())
+	tr.run(time.Second)
+	tr.expect("250ms lease a,b,c,d,e")
+	delete(tr.alive, "d")
+	tr.run(time.Second)
+	delete(tr.alive, "e")
+	tr.run(6 * time.Second)
+	tr.expect(
+		"1.25s lease a,b,c,e",
+		"2.25s lease a,b,c",
+		// d's lease (last at 0.25s) has run out after 3.75s, but e's (last
+		// at 1.25s) not before 4.75s: the first step only drops d, the
+		// second gives both shares to the survivors, from when the first
+		// applies.
+		"4s plan epoch 2 from 4s: a=40 b=40 c=40",
+		"5s plan epoch 3 from 4s: a=67 b=67 c=66",
 	)
 }
 
@@ -229,9 +307,14 @@ func TestTraceSlowNodeSheds(t *testing.T) {
 	// c only manages 20/s of its 50: its capacity is capped at 18, and
 	// since weights follow capacity it now gets 150*18/218 = 12; a and b
 	// take the rest, from Lead later.
+	// First c's share shrinks; a and b grow only once c follows that (a
+	// node behind for a moment may be back at its full share by now).
 	tr.behind = map[string]float64{"c": 20}
 	tr.run(time.Second)
-	tr.expect("1.25s plan epoch 2 from 1.25s: a=69 b=69 c=12")
+	tr.expect("1.25s plan epoch 2 from 1.25s: a=50 b=50 c=12")
+	tr.following("c")
+	tr.run(time.Second)
+	tr.expect("2.25s plan epoch 3 from 1.25s: a=69 b=69 c=12")
 	// Not again before the cooldown, even if it still lags.
 	tr.run(5 * time.Second)
 	tr.expect()
@@ -239,6 +322,65 @@ func TestTraceSlowNodeSheds(t *testing.T) {
 	tr.behind = map[string]float64{"a": 10, "b": 10, "c": 10}
 	tr.run(10 * time.Second)
 	tr.expect()
+}
+
+// TestTraceTakeoverBetweenSteps: the scheduler dies between the two steps
+// of a change; the one that takes over holds the first, lower plan, and
+// brings the plan back to the test's rate by itself.
+func TestTraceTakeoverBetweenSteps(t *testing.T) {
+	old := newTrace(t, "a", 150, "a", "b", "c")
+	old.c.Begin(old.now, old.view())
+	old.run(time.Second)
+	old.behind = map[string]float64{"c": 20}
+	old.run(time.Second)
+	old.expect("250ms lease a,b,c", "1.25s plan epoch 2 from 1.25s: a=50 b=50 c=12")
+	tr := newTrace(t, "b", 150, "b", "c")
+	tr.now = old.now
+	np := tr.c.Resume(tr.now, old.c.Plan())
+	if shares(np) != "a=50 b=50 c=12" {
+		t.Fatal(shares(np))
+	}
+	tr.run(8 * time.Second)
+	tr.expect(
+		"2.25s lease b,c",
+		// a's lease may run until 2s+Contact+TTL (+ margin): its share
+		// moves then; b and c raise, nobody lowers: one step.
+		"8.75s plan epoch 4 from 8.75s: b=75 c=75",
+	)
+	// Had a only frozen for a moment (still in the view), the new
+	// scheduler finds the plan short of the rate and splits it again.
+	tr = newTrace(t, "b", 150, "a", "b", "c")
+	tr.now = old.now
+	tr.c.Resume(tr.now, old.c.Plan())
+	tr.run(time.Second)
+	tr.expect("2.25s plan epoch 4 from 2.25s: a=50 b=50 c=50", "2.25s lease a,b,c")
+}
+
+// TestTraceCutOffByContact: a scheduler cut off from the fleet still
+// sees everybody alive until its failure detector says otherwise; it stops
+// leasing once it has not heard from a majority for Contact.
+func TestTraceCutOffByContact(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	tr.c.Begin(tr.now, tr.view())
+	heard := func() {
+		tr.heard = map[string]time.Time{"a": tr.now, "b": tr.now, "c": tr.now}
+	}
+	heard()
+	for range 20 {
+		tr.run(250 * time.Millisecond)
+		heard()
+	}
+	tr.expect("250ms lease a,b,c")
+	// From 5s on a hears nothing, though b and c stay in its view.
+	tr.run(5 * time.Second)
+	tr.expect("8.25s note: sees 1 of the test's 3 nodes")
+	// Heard from again: it listens two lease periods, then leases.
+	tr.lease = ""
+	for range 12 {
+		heard()
+		tr.run(250 * time.Millisecond)
+	}
+	tr.expect("10.25s note: sees 3 of the test's 3 nodes again", "12.25s lease a,b,c")
 }
 
 func TestTraceMajorityBackListensFirst(t *testing.T) {
