@@ -52,6 +52,10 @@ func (t *loadTest) view(now time.Time) fleetView {
 	for id, m := range v.alive {
 		rd, ok := t.ready[id]
 		switch {
+		case !ok && (t.sharers[id] || t.plan != nil && t.plan.Scheduler == id):
+			// Its answer was missed (this node joined the test's topic
+			// late), but a node that schedules or has a share accepted.
+			v.accepted[id] = m
 		case !ok:
 			v.waiting++
 		case rd.Accept:
@@ -337,8 +341,11 @@ func (t *loadTest) takeLead(now time.Time, v fleetView, leader string) {
 			return // give every node a moment to accept or decline
 		}
 	default:
+		// Gone means gone from the fleet (or silent): not merely missing
+		// from this node's list of who accepted, which misses the answers
+		// sent before it subscribed.
 		silent := t.follower.SilentFor(now) > t.reg.fcfg.LeaseTTL
-		_, alive := v.accepted[leader]
+		_, alive := v.alive[leader]
 		if alive && (!silent || t.steppedDown) {
 			// A node that gave the lead up takes it again only from a
 			// leader that is gone from the view, not one that merely went

@@ -199,7 +199,7 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 	}
 	for id, why := range np.Excluded {
 		c.considered[id] = true
-		if !strings.HasPrefix(why, "declined") {
+		if !strings.HasPrefix(why, "declined") && !strings.HasPrefix(why, "lost:") {
 			c.nodes[id] = true
 		}
 	}
@@ -231,17 +231,24 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 			c.lost[s.Node] = "stopped: " + why
 		}
 	}
-	alive := 0
+	// The base is the test's nodes but those whose share moved for good:
+	// a node that died and was replaced no longer stands between the
+	// survivors and their majority.
+	alive, base := 0, 0
 	for n := range c.nodes {
+		if c.moved[n] {
+			continue
+		}
+		base++
 		if _, ok := v.Alive[n]; ok && c.inTouch(now, v, n) {
 			if _, gone := c.lost[n]; !gone {
 				alive++
 			}
 		}
 	}
-	if alive*2 <= len(c.nodes) {
+	if alive*2 <= base {
 		if !c.noMajority {
-			out.Note = fmt.Sprintf("sees %d of the test's %d nodes: no majority, no leases (every share stops at its lease expiry)", alive, len(c.nodes))
+			out.Note = fmt.Sprintf("sees %d of the test's %d nodes: no majority, no leases (every share stops at its lease expiry)", alive, base)
 		}
 		c.noMajority = true
 		return out
@@ -249,7 +256,7 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 	if c.noMajority {
 		c.noMajority = false
 		c.regained = now
-		out.Note = fmt.Sprintf("sees %d of the test's %d nodes again: listening %s for a node that took over before leasing", alive, len(c.nodes), 2*c.cfg.LeaseEvery)
+		out.Note = fmt.Sprintf("sees %d of the test's %d nodes again: listening %s for a node that took over before leasing", alive, base, 2*c.cfg.LeaseEvery)
 		return out
 	}
 	if now.Before(c.regained.Add(2 * c.cfg.LeaseEvery)) {

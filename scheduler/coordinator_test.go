@@ -356,6 +356,21 @@ func TestTraceTakeoverBetweenSteps(t *testing.T) {
 	tr.expect("2.25s plan epoch 4 from 2.25s: a=50 b=50 c=50", "2.25s lease a,b,c")
 }
 
+// TestTraceDeadNodeLeavesTheBase: once a dead node's share has moved, it
+// no longer counts in the majority's base: of four nodes, one dead and
+// replaced, two of the other three still lead.
+func TestTraceDeadNodeLeavesTheBase(t *testing.T) {
+	tr := newTrace(t, "a", 120, "a", "b", "c", "d")
+	tr.c.Begin(tr.now, tr.view())
+	tr.run(time.Second)
+	delete(tr.alive, "d")
+	tr.run(5 * time.Second)
+	tr.expect("250ms lease a,b,c,d", "1.25s lease a,b,c", "4s plan epoch 2 from 4s: a=40 b=40 c=40")
+	delete(tr.alive, "c")
+	tr.run(5 * time.Second)
+	tr.expect("7s lease a,b", "9.75s plan epoch 3 from 9.75s: a=60 b=60")
+}
+
 // TestTraceCutOffByContact: a scheduler cut off from the fleet still
 // sees everybody alive until its failure detector says otherwise; it stops
 // leasing once it has not heard from a majority for Contact.
