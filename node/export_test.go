@@ -38,6 +38,11 @@ func SetRetireAfter(d time.Duration) func() {
 	return func() { retireAfter = old }
 }
 
+// DeafToStats makes the node drop every stats message from now on (on) or
+// hear them again: a scheduler that still sees its fleet but no longer
+// hears from it.
+func (n *Node) DeafToStats(on bool) { n.reg.deafToStats.Store(on) }
+
 // Isolate cuts the node off from the fleet (both layers) or restores it.
 func (n *Node) Isolate(on bool) { n.SetIsolated(on) }
 

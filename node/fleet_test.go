@@ -679,6 +679,39 @@ func TestFleetSchedulerIsolated(t *testing.T) {
 	t.Logf("cut at %s; led by %s from epoch %d; delivery %.1f%%", cutAt.Round(time.Millisecond), st.Scheduler, st.Epoch, 100*st.Report.Delivery.Ratio)
 }
 
+// TestFleetDeafScheduler: the scheduler still sees every member alive
+// (its failure detector says nothing) but hears none of their results, as
+// when its links to the fleet fail one way. It stops leasing Contact after
+// it last heard a majority, the next in rank takes over, and no second goes
+// over the rate.
+func TestFleetDeafScheduler(t *testing.T) {
+	nodes := fleet(t, 4)
+	const rate, secs = 200, 16
+	ct, _, id, st := startCounted(t, nodes[0], spec, rate, secs)
+	sched := byName(nodes, st.Scheduler)
+	var watcher *node.Node
+	for _, n := range nodes {
+		if n != sched && n != nodes[0] {
+			watcher = n
+			break
+		}
+	}
+	time.Sleep(time.Until(st.Start.Add(3 * time.Second))) // a point in the test, not a condition
+	sched.DeafToStats(true)
+	deafAt := time.Since(*st.Start)
+	wc := node.NewClient(watcher.APIAddr(), nil)
+	swarmtest.WaitFor(t, 10*time.Second, "another node leads", func() (bool, string) {
+		s, err := wc.Test(context.Background(), id, 0, false)
+		return err == nil && s.Scheduler != sched.Swarm().Name() && s.Epoch > st.Epoch, s.Scheduler
+	})
+	final := waitOver(t, wc, id, 40*time.Second)
+	checkRecovery(t, ct, rate, secs, int64(deafAt/time.Second)+8)
+	if final.Scheduler == sched.Swarm().Name() {
+		t.Fatalf("the deaf scheduler leads again (epoch %d)", final.Epoch)
+	}
+	t.Logf("deaf at %s; led by %s from epoch %d; delivery %.1f%%", deafAt.Round(time.Millisecond), final.Scheduler, final.Epoch, 100*final.Report.Delivery.Ratio)
+}
+
 // waitRefused waits until a test has failed (it could not run), and checks
 // that its reason says why.
 func waitRefused(t *testing.T, c *node.Client, id, why string) node.TestStatus {

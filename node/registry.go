@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -52,6 +53,10 @@ type registry struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// deafToStats drops every stats message that arrives (tests: a
+	// scheduler that no longer hears the fleet, though it still sees it).
+	deafToStats atomic.Bool
 }
 
 func newRegistry(n *Node) *registry {

@@ -17,6 +17,9 @@ import (
 // goroutine): live progress, and a replica when this node is one of the
 // two that keep the sender's seconds.
 func (t *loadTest) onStats(from string, s *Stats) {
+	if t.reg.deafToStats.Load() {
+		return
+	}
 	t.mu.Lock()
 	shared := t.sharers[from]
 	if len(s.Plan) == 32 {
