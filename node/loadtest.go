@@ -80,9 +80,11 @@ type loadTest struct {
 	results   map[string]*storage.Series // by peer id, this node's own included
 	final     *FleetReport               // the report, kept once the test is retired
 	isRetired bool
-	runCancel context.CancelFunc           // cuts this node's run off
-	logged    map[string]time.Time         // refusals logged, by sender
-	vouch     map[[32]byte]map[string]bool // per plan digest, the nodes whose results say they follow it
+	runCancel context.CancelFunc   // cuts this node's run off
+	logged    map[string]time.Time // refusals logged, by sender
+	vouch     map[string][32]byte  // per node, the digest of the plan its latest results say it follows
+	heard     map[string]time.Time // per node, when its latest results (or heartbeat) arrived
+	lastPub   atomic.Int64         // when this node last published its stats (unix ns)
 	// schedulers are the nodes whose plans this node followed: the only
 	// ones whose observed values of the system under test it keeps.
 	schedulers map[string]bool
@@ -112,8 +114,7 @@ type nodeStatus struct {
 	Done      bool
 	Stopped   string
 	StartSkew time.Duration
-	LastT     int64     // last second reported, -1 before any
-	Heard     time.Time // when its stats last arrived (seconds or a heartbeat)
+	LastT     int64 // last second reported, -1 before any
 }
 
 func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scenarios.Scenario, declined string) (*loadTest, error) {
@@ -129,7 +130,7 @@ func newLoadTest(r *registry, id string, a Announce, body AnnounceBody, sc *scen
 	return &loadTest{
 		reg: r, id: id, ann: a, body: body, sc: sc, topic: topic, ctx: ctx, cancel: cancel,
 		log: r.n.log.With("test", id), admitted: time.Now(), inbox: make(chan event, 256),
-		follower: f, logged: map[string]time.Time{}, vouch: map[[32]byte]map[string]bool{}, schedulers: map[string]bool{},
+		follower: f, logged: map[string]time.Time{}, vouch: map[string][32]byte{}, heard: map[string]time.Time{}, schedulers: map[string]bool{},
 		state: StatePending, declined: declined, sharers: map[string]bool{}, spans: map[string][2]int64{}, ready: map[string]Ready{},
 		nodes: map[string]*nodeStatus{}, results: map[string]*storage.Series{}, abortSeen: -1,
 	}, nil

@@ -84,10 +84,8 @@ func (t *loadTest) view(now time.Time) fleetView {
 func (t *loadTest) followView(now time.Time, v fleetView) scheduler.FollowView {
 	fv := scheduler.FollowView{Ranked: v.ranked, Free: t.reg.free(t.id, now), Following: map[[32]byte][]string{}}
 	t.mu.Lock()
-	for d, nodes := range t.vouch {
-		for id := range nodes {
-			fv.Following[d] = append(fv.Following[d], id)
-		}
+	for id, d := range t.vouch {
+		fv.Following[d] = append(fv.Following[d], id)
 	}
 	t.mu.Unlock()
 	return fv
@@ -118,6 +116,7 @@ func (t *loadTest) tick(now time.Time) (over bool) {
 	t.apply(now, t.follower.Step(now, scheduler.Input{Kind: scheduler.InTick, View: t.followView(now, v)}), event{})
 	t.lead(now, v)
 	t.sync(now)
+	t.beat(now)
 	t.observeIfLeading(t.coord != nil)
 	t.abortIfLeading(t.coord != nil)
 	t.remindReady(now)
@@ -129,6 +128,24 @@ func (t *loadTest) tick(now time.Time) (over bool) {
 	}
 	return over
 }
+
+// beat publishes a heartbeat (stats without a second) when this node has
+// published none for heartbeatEvery: every node that follows a test, with
+// a share or not, tells the test's scheduler at least that often that it
+// is there and which plan it follows (see scheduler.CoordinatorConfig's
+// Contact), and a node that a plan lowered thereby says it has lowered.
+func (t *loadTest) beat(now time.Time) {
+	d := t.followedDigest()
+	if d == nil || t.declined != "" || now.Sub(time.Unix(0, t.lastPub.Load())) < heartbeatEvery {
+		return
+	}
+	t.lastPub.Store(now.UnixNano())
+	t.publish(TypeStats, Stats{Name: t.reg.n.cfg.Name, Plan: d})
+}
+
+// heartbeatEvery is the longest a node that follows a test goes without
+// publishing its stats (the loop checks ten times as often).
+const heartbeatEvery = time.Second
 
 // apply carries out the follower's actions, in order.
 func (t *loadTest) apply(now time.Time, acts []scheduler.Action, cause event) {
@@ -249,15 +266,13 @@ func (t *loadTest) lead(now time.Time, v fleetView) {
 		stopped[id] = why
 	}
 	behind := t.behindLocked(now)
-	following := map[string][32]byte{}
-	for d, nodes := range t.vouch {
-		for id := range nodes {
-			following[id] = d
-		}
+	following := make(map[string][32]byte, len(t.vouch))
+	for id, d := range t.vouch {
+		following[id] = d
 	}
-	heard := map[string]time.Time{}
-	for id, ns := range t.nodes {
-		heard[id] = ns.Heard
+	heard := make(map[string]time.Time, len(t.heard))
+	for id, at := range t.heard {
+		heard[id] = at
 	}
 	t.mu.Unlock()
 	if d := t.following.Load(); d != nil {

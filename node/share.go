@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/loadswarm/loadswarm/scenarios"
@@ -36,7 +35,6 @@ func (t *loadTest) startRun(a scheduler.Action) {
 	t.node(self).Name = name
 	t.mu.Unlock()
 	tr := t.reg.n.transport(t.sc)
-	var lastPub atomic.Int64 // when this share last published its stats (unix ns)
 	// The share's metrics (Prometheus, and OTLP when configured): its
 	// series are resolved now, and go metricsGrace after the run ends.
 	sm := t.reg.n.metrics.startShare(t.id, t.sc.Name, region, t.sc)
@@ -57,7 +55,7 @@ func (t *loadTest) startRun(a scheduler.Action) {
 			t.record(self, &Stats{Name: name, Region: region}, sec.Clone())
 			t.mu.Unlock()
 			t.publish(TypeStats, Stats{Name: name, Region: region, Second: b, Plan: t.followedDigest()})
-			lastPub.Store(time.Now().UnixNano())
+			t.lastPub.Store(time.Now().UnixNano())
 		},
 		OnRequest: sm.OnRequest,
 	}
@@ -72,10 +70,7 @@ func (t *loadTest) startRun(a scheduler.Action) {
 		}
 		var skew time.Duration
 		cfg.OnStart = func(at time.Time) { skew = at.Sub(start) }
-		beat := make(chan struct{})
-		go t.heartbeat(beat, name, region, &lastPub)
 		res, err := scenarios.Run(ctx, cfg)
-		close(beat)
 		tr.CloseIdleConnections()
 		t.mu.Lock()
 		why := t.gaveUp
@@ -105,33 +100,6 @@ func (t *loadTest) startRun(a scheduler.Action) {
 		}
 	}()
 }
-
-// heartbeat publishes this node's stats without a second whenever a
-// second went by without any (a small or paused share leaves seconds
-// empty), until done closes: its scheduler counts on hearing from it (see
-// scheduler.CoordinatorConfig.Contact), and on its word that it follows a
-// plan that lowered its share.
-func (t *loadTest) heartbeat(done <-chan struct{}, name, region string, last *atomic.Int64) {
-	tick := time.NewTicker(heartbeatEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.ctx.Done():
-			return
-		case now := <-tick.C:
-			if now.Sub(time.Unix(0, last.Load())) < heartbeatEvery {
-				continue
-			}
-			t.publish(TypeStats, Stats{Name: name, Region: region, Plan: t.followedDigest()})
-			last.Store(now.UnixNano())
-		}
-	}
-}
-
-// heartbeatEvery is the longest a running share goes without stats.
-const heartbeatEvery = time.Second
 
 // giveUp ends this node's share for good (the follower's ActGiveUp): the
 // run ends once in-flight requests finish, and the test hears why, so that

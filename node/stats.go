@@ -29,6 +29,10 @@ func (t *loadTest) onStats(from string, s *Stats) {
 		t.vouchLocked(from, [32]byte(s.Plan))
 	}
 	t.mu.Unlock()
+	heartbeat := len(s.Second) == 0 && !s.Done && s.Stopped == "" && len(s.Samples) == 0
+	if !shared && heartbeat {
+		return // a member without a share says it is there, and which plan it follows
+	}
 	if !shared {
 		// Only nodes with a share report results: anything else would be
 		// counted into the test's numbers.
@@ -70,24 +74,18 @@ func (t *loadTest) onStats(from string, s *Stats) {
 }
 
 // vouchLocked notes that a node reports following a plan (by digest):
-// its latest report only, and a few plans at most.
+// its latest report only, one entry per sender (an authenticated peer), so
+// neither the departed nor a liar can crowd out the others' reports.
 func (t *loadTest) vouchLocked(from string, d [32]byte) {
-	for k, nodes := range t.vouch {
-		if k != d && nodes[from] {
-			delete(nodes, from)
-			if len(nodes) == 0 {
-				delete(t.vouch, k)
-			}
-		}
+	if _, known := t.vouch[from]; !known && len(t.vouch) >= maxVouchers {
+		return
 	}
-	if t.vouch[d] == nil {
-		if len(t.vouch) >= 8 {
-			return // a handful of plans at once is all a test has
-		}
-		t.vouch[d] = map[string]bool{}
-	}
-	t.vouch[d][from] = true
+	t.vouch[from] = d
+	t.heard[from] = time.Now()
 }
+
+// maxVouchers bounds the nodes whose followed plan a test keeps.
+const maxVouchers = 10_000
 
 // lastSecond is the last second a node may report: the test's end plus
 // the time its slowest flow may take to drain.
@@ -99,7 +97,6 @@ func (t *loadTest) lastSecond() int64 {
 // record keeps a node's stats; the caller holds t.mu.
 func (t *loadTest) record(from string, s *Stats, sec *storage.Second) {
 	ns := t.node(from)
-	ns.Heard = time.Now()
 	if s.Name != "" {
 		ns.Name = s.Name
 	}

@@ -123,9 +123,18 @@ type Coordinator struct {
 	considered map[string]bool
 	lastJoin   time.Time // when the last split for joiners was made
 	lastRefill time.Time // when a plan short of the rate was last split again
-	// shared is when each node first had a share under this scheduler:
-	// it is expected to be heard from Contact later.
+	// shared is when each node joined the test under this scheduler: it
+	// is expected to be heard from Contact later.
 	shared map[string]time.Time
+	// issued holds the digests of the plans this scheduler made (the
+	// latest few): a node counts towards its majority only if it follows
+	// one of them.
+	issued map[[32]byte]time.Time
+	// unsure holds nodes that may still send more than their share in the
+	// current plan (a plan lowered them, or this scheduler took the plan
+	// over), until when at the latest: a raise waits for them to follow
+	// the plan, or for that time.
+	unsure map[string]time.Time
 	// raise is a plan held back until every node whose share it lowers
 	// has lowered it (see change).
 	raise *heldRaise
@@ -134,10 +143,14 @@ type Coordinator struct {
 // heldRaise is the second step of a plan change that lowers some shares
 // and raises others.
 type heldRaise struct {
-	plan  *Plan    // the change, published once wait is empty
+	plan  *Plan    // the change, published once nobody is waited for
 	lower [32]byte // the digest of the first step, which only lowers
-	wait  []string // the nodes whose share the first step lowers
-	note  string
+	// wait holds the nodes that may send more than the first step gives
+	// them until they follow it: those it lowers (no deadline: until they
+	// follow it, or are lost with their lease run out), and those still
+	// unsure from an earlier plan (until their deadline).
+	wait map[string]time.Time
+	note string
 }
 
 // NewCoordinator makes self the scheduler of a test.
@@ -147,7 +160,7 @@ func NewCoordinator(cfg CoordinatorConfig, self string, t Test) (*Coordinator, e
 	}
 	return &Coordinator{cfg: cfg, test: t, self: self, nodes: map[string]bool{},
 		lastLeased: map[string]time.Time{}, lost: map[string]string{}, moved: map[string]bool{}, slow: map[string]float64{},
-		considered: map[string]bool{}, shared: map[string]time.Time{}}, nil
+		considered: map[string]bool{}, shared: map[string]time.Time{}, issued: map[[32]byte]time.Time{}, unsure: map[string]time.Time{}}, nil
 }
 
 // Plan returns the current plan (nil before Begin or Resume).
@@ -174,6 +187,7 @@ func (c *Coordinator) Begin(now time.Time, v View) (*Plan, error) {
 		c.nodes[id] = true
 	}
 	c.consider(v)
+	c.issue(now, c.plan)
 	return c.plan, nil
 }
 
@@ -191,6 +205,9 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 		c.lastLeased[s.Node] = now
 		c.considered[s.Node] = true
 		c.shared[s.Node] = now
+		// It may follow a plan of the old scheduler's that this one never
+		// saw (a first step, say), with a higher share than here.
+		c.unsure[s.Node] = now.Add(c.cfg.LeaseTTL + c.cfg.Margin)
 	}
 	if _, had := np.Share(p.Scheduler); had {
 		// The old scheduler leased its own share for as long as it heard
@@ -203,6 +220,7 @@ func (c *Coordinator) Resume(now time.Time, p *Plan) *Plan {
 			c.nodes[id] = true
 		}
 	}
+	c.issue(now, c.plan)
 	return c.plan
 }
 
@@ -231,19 +249,18 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 			c.lost[s.Node] = "stopped: " + why
 		}
 	}
-	// The base is the test's nodes but those whose share moved for good:
-	// a node that died and was replaced no longer stands between the
-	// survivors and their majority.
+	// The base is the test's nodes (with a share or not) but those lost
+	// whose share has gone from the plan: a node that died and was
+	// replaced no longer stands between the survivors and their majority.
 	alive, base := 0, 0
 	for n := range c.nodes {
-		if c.moved[n] {
+		_, gone := c.lost[n]
+		if _, has := c.plan.Share(n); gone && !has {
 			continue
 		}
 		base++
-		if _, ok := v.Alive[n]; ok && c.inTouch(now, v, n) {
-			if _, gone := c.lost[n]; !gone {
-				alive++
-			}
+		if _, ok := v.Alive[n]; ok && !gone && c.inTouch(now, v, n) {
+			alive++
 		}
 	}
 	if alive*2 <= base {
@@ -295,7 +312,9 @@ func (c *Coordinator) Tick(now time.Time, v View) Output {
 		for _, s := range c.plan.Shares {
 			if _, gone := c.lost[s.Node]; !gone {
 				l.Nodes = append(l.Nodes, s.Node)
-				c.lastLeased[s.Node] = now
+				// Never earlier than what a takeover assumed of the old
+				// scheduler's own lease.
+				c.lastLeased[s.Node] = latest(c.lastLeased[s.Node], now)
 			}
 		}
 		c.lastLease = now
@@ -340,7 +359,7 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 			}
 		}
 		np.Effective = eff
-		return c.change(now, &np, fmt.Sprintf("lost %v; the others cannot carry their share (%v): the rate stays lower", lost, err))
+		return c.change(now, v, &np, fmt.Sprintf("lost %v; the others cannot carry their share (%v): the rate stays lower", lost, err))
 	}
 	excluded := sp.Excluded
 	for n, why := range c.lost {
@@ -350,7 +369,7 @@ func (c *Coordinator) replan(now time.Time, v View, lost []string) (*Plan, strin
 		}
 	}
 	c.consider(v)
-	return c.change(now, c.draft(eff, sp, excluded), fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(sp.Shares), eff.Round(time.Millisecond), note))
+	return c.change(now, v, c.draft(eff, sp, excluded), fmt.Sprintf("moved the share of %v to %d nodes from %s into the test%s", lost, len(sp.Shares), eff.Round(time.Millisecond), note))
 }
 
 // joinCooldown spaces out splits for members that joined mid-test, so a
@@ -385,7 +404,7 @@ func (c *Coordinator) welcome(now time.Time, v View) (*Plan, string) {
 		return nil, ""
 	}
 	sort.Strings(joined)
-	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("%v joined: the rest of the test is split over %d nodes from %s into the test", joined, len(sp.Shares), eff.Round(time.Millisecond)))
+	return c.change(now, v, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("%v joined: the rest of the test is split over %d nodes from %s into the test", joined, len(sp.Shares), eff.Round(time.Millisecond)))
 }
 
 // refill splits the rest of the test again when the plan falls short of
@@ -412,7 +431,7 @@ func (c *Coordinator) refill(now time.Time, v View) (*Plan, string) {
 		return nil, ""
 	}
 	c.consider(v)
-	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("the plan fell short of the test's rate: the rest of the test is split again over %d nodes from %s into the test", len(sp.Shares), eff.Round(time.Millisecond)))
+	return c.change(now, v, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("the plan fell short of the test's rate: the rest of the test is split again over %d nodes from %s into the test", len(sp.Shares), eff.Round(time.Millisecond)))
 }
 
 // consider marks every member of the view as seen by a split.
@@ -489,7 +508,7 @@ func (c *Coordinator) rebalance(now time.Time, v View) (*Plan, string) {
 	}
 	c.lastRebalance = now
 	c.consider(v)
-	return c.change(now, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond)))
+	return c.change(now, v, c.draft(eff, sp, sp.Excluded), fmt.Sprintf("moved load off %v (falling behind) from %s into the test", slow, eff.Round(time.Millisecond)))
 }
 
 // restSplit splits the test from eff on over the alive members that are
@@ -517,11 +536,18 @@ func (c *Coordinator) draft(eff time.Duration, sp *Split, excluded map[string]st
 }
 
 // next makes p the next epoch's plan; nodes new to the test count as
-// leased from now.
+// leased from now, and nodes it lowers are unsure until they follow it.
 func (c *Coordinator) next(now time.Time, p *Plan) *Plan {
 	p.Epoch = c.plan.Epoch + 1
 	p.Scheduler, p.Start, p.LeaseTTL = c.self, c.plan.Start, c.plan.LeaseTTL
+	for _, s := range c.plan.Shares {
+		nb, _ := p.Share(s.Node)
+		if below(nb.Segments, s.Segments, p.Effective) {
+			c.unsure[s.Node] = now.Add(c.cfg.LeaseTTL + c.cfg.Margin)
+		}
+	}
 	c.plan = p
+	c.issue(now, p)
 	for _, s := range p.Shares {
 		if !c.nodes[s.Node] {
 			c.nodes[s.Node] = true
@@ -534,21 +560,42 @@ func (c *Coordinator) next(now time.Time, p *Plan) *Plan {
 	return p
 }
 
-// inTouch: n counts towards the majority. A node with a share must have
-// been heard from within Contact (once it had the share that long); one
-// without a share reports nothing, and the view alone vouches for it.
+// inTouch: n counts towards the majority. Once it was in the test under
+// this scheduler for Contact, it must have been heard from within Contact
+// (every node that follows a test reports at least once a second), and
+// follow one of this scheduler's plans: a node that follows another
+// scheduler (two took the lead across a partial partition) counts for
+// that one only.
 func (c *Coordinator) inTouch(now time.Time, v View, n string) bool {
 	if v.Heard == nil || n == c.self {
 		return true
 	}
-	if _, has := c.plan.Share(n); !has {
-		return true
-	}
 	since, ok := c.shared[n]
-	if !ok || now.Sub(since) < c.cfg.Contact {
+	if !ok {
+		c.shared[n] = now
 		return true
 	}
-	return now.Sub(v.Heard[n]) <= c.cfg.Contact
+	if now.Sub(since) < c.cfg.Contact {
+		return true
+	}
+	d, ok := v.Following[n]
+	return now.Sub(v.Heard[n]) <= c.cfg.Contact && ok && !c.issued[d].IsZero()
+}
+
+// issue notes a plan this scheduler made, keeping the latest few.
+func (c *Coordinator) issue(now time.Time, p *Plan) {
+	const keep = 16
+	if len(c.issued) >= keep {
+		var old [32]byte
+		first := true
+		for d, at := range c.issued {
+			if first || at.Before(c.issued[old]) {
+				old, first = d, false
+			}
+		}
+		delete(c.issued, old)
+	}
+	c.issued[p.Digest()] = now
 }
 
 // expired: n is lost and its last lease has run out, with the margin.
@@ -567,14 +614,22 @@ func (c *Coordinator) expired(now time.Time, n string) bool {
 // and its new one), then, once every node it lowers reports following it
 // (or is lost with its lease run out), b itself. A scheduler cut off from
 // the fleet hears nobody, so it never takes the second step.
-func (c *Coordinator) change(now time.Time, b *Plan, note string) (*Plan, string) {
+func (c *Coordinator) change(now time.Time, v View, b *Plan, note string) (*Plan, string) {
 	c.raise = nil
 	a := c.plan
-	var wait []string
+	wait := map[string]time.Time{}
 	raises := false
 	for _, s := range b.Shares {
 		old, _ := a.Share(s.Node)
 		raises = raises || below(old.Segments, s.Segments, b.Effective)
+	}
+	cur := a.Digest()
+	for n, until := range c.unsure {
+		if now.After(until) || v.Following[n] == cur {
+			delete(c.unsure, n)
+		} else if !c.expired(now, n) {
+			wait[n] = until
+		}
 	}
 	for _, s := range a.Shares {
 		if c.expired(now, s.Node) {
@@ -582,7 +637,7 @@ func (c *Coordinator) change(now time.Time, b *Plan, note string) (*Plan, string
 		}
 		nb, _ := b.Share(s.Node)
 		if below(nb.Segments, s.Segments, b.Effective) {
-			wait = append(wait, s.Node)
+			wait[s.Node] = time.Time{}
 		}
 	}
 	if !raises || len(wait) == 0 {
@@ -590,15 +645,24 @@ func (c *Coordinator) change(now time.Time, b *Plan, note string) (*Plan, string
 	}
 	first := c.next(now, lowerStep(a, b))
 	c.raise = &heldRaise{plan: b, lower: first.Digest(), wait: wait, note: note}
-	return first, fmt.Sprintf("%s; first %v lower their shares, the others raise theirs once they follow that", note, wait)
+	return first, fmt.Sprintf("%s; first %v lower their shares (or follow this plan), the others raise theirs once they follow that", note, sortedKeys(wait))
+}
+
+func sortedKeys(m map[string]time.Time) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // raiseHeld takes the second step of a change once every node it waits
 // for follows the first (or is lost, its lease run out).
 func (c *Coordinator) raiseHeld(now time.Time, v View) (*Plan, string) {
 	r := c.raise
-	for _, n := range r.wait {
-		if d, ok := v.Following[n]; !(ok && d == r.lower) && !c.expired(now, n) {
+	for n, until := range r.wait {
+		if d, ok := v.Following[n]; !(ok && d == r.lower) && !c.expired(now, n) && (until.IsZero() || !now.After(until)) {
 			return nil, ""
 		}
 	}
@@ -612,7 +676,7 @@ func (c *Coordinator) raiseHeld(now time.Time, v View) (*Plan, string) {
 	}
 	p := *r.plan
 	p.Effective = eff
-	return c.next(now, &p), r.note + fmt.Sprintf(" (raised from %s, once %v lowered)", eff.Round(time.Millisecond), r.wait)
+	return c.next(now, &p), r.note + fmt.Sprintf(" (raised from %s, once %v followed the first step)", eff.Round(time.Millisecond), sortedKeys(r.wait))
 }
 
 // lowerStep is the first step from a to b: from b.Effective each node

@@ -352,8 +352,62 @@ func TestTraceTakeoverBetweenSteps(t *testing.T) {
 	tr = newTrace(t, "b", 150, "a", "b", "c")
 	tr.now = old.now
 	tr.c.Resume(tr.now, old.c.Plan())
-	tr.run(time.Second)
-	tr.expect("2.25s plan epoch 4 from 2.25s: a=50 b=50 c=50", "2.25s lease a,b,c")
+	tr.run(5 * time.Second)
+	tr.expect(
+		// Some node may follow a plan of a's that b never saw, with more
+		// than b's plan gives it: the raise waits until they all follow b's
+		// (none reports here) or their leases from a have run out.
+		"2.25s plan epoch 4 from 2.25s: a=50 b=50 c=12",
+		"2.25s lease a,b,c",
+		"5.75s plan epoch 5 from 4.25s: a=50 b=50 c=50",
+	)
+}
+
+// TestTraceCutOffWithIdleMembers: members without a share (capacity 0)
+// count towards the majority only when heard from too, so they cannot keep
+// a scheduler that hears nobody leading.
+func TestTraceCutOffWithIdleMembers(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	for _, n := range []string{"d", "e"} {
+		tr.alive[n] = Member{ID: n, Info: scenarios.NodeInfo{Name: n, Capacity: 0}}
+	}
+	p, err := tr.c.Begin(tr.now, tr.view())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := shares(p); got != "a=50 b=50 c=50" {
+		t.Fatal(got)
+	}
+	tr.heard = map[string]time.Time{}
+	tr.run(6 * time.Second)
+	tr.expect("250ms lease a,b,c", "3.25s note: sees 1 of the test's 5 nodes")
+}
+
+// TestTraceMajorityFollowsThisScheduler: nodes heard from but following
+// another scheduler (two took the lead across a partial partition) do not
+// count towards this one's majority.
+func TestTraceMajorityFollowsThisScheduler(t *testing.T) {
+	tr := newTrace(t, "a", 150, "a", "b", "c")
+	tr.c.Begin(tr.now, tr.view())
+	tr.heard = map[string]time.Time{}
+	tr.follow = map[string][32]byte{}
+	for range 20 {
+		for _, n := range []string{"a", "b", "c"} {
+			tr.heard[n] = tr.now
+		}
+		tr.following("a", "b", "c")
+		tr.run(250 * time.Millisecond)
+	}
+	tr.expect("250ms lease a,b,c")
+	// b and c still report, but follow somebody else's plan.
+	for range 20 {
+		for _, n := range []string{"a", "b", "c"} {
+			tr.heard[n] = tr.now
+		}
+		tr.follow["b"], tr.follow["c"] = [32]byte{9}, [32]byte{9}
+		tr.run(250 * time.Millisecond)
+	}
+	tr.expect("5.25s note: sees 1 of the test's 3 nodes")
 }
 
 // TestTraceDeadNodeLeavesTheBase: once a dead node's share has moved, it
@@ -379,6 +433,7 @@ func TestTraceCutOffByContact(t *testing.T) {
 	tr.c.Begin(tr.now, tr.view())
 	heard := func() {
 		tr.heard = map[string]time.Time{"a": tr.now, "b": tr.now, "c": tr.now}
+		tr.following("a", "b", "c")
 	}
 	heard()
 	for range 20 {
