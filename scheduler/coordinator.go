@@ -68,9 +68,9 @@ type View struct {
 	// following (in its results): how a node whose share a plan lowers
 	// tells the scheduler it has lowered it.
 	Following map[string][32]byte
-	// Heard holds when each node's results last arrived (a node with a
-	// running share reports at least every second). Nil: the view alone
-	// says who is there.
+	// Heard holds when each node's results (or heartbeat) last arrived:
+	// every node that follows a test reports at least once a second. Nil:
+	// the view alone says who is there.
 	Heard map[string]time.Time
 }
 
