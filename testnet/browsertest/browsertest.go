@@ -54,6 +54,23 @@ func Start(t testing.TB, width, height int) *Browser {
 	if bin == "" {
 		t.Skip(SkipReason)
 	}
+	// Chromium now and then dies before it gives its DevTools address (on
+	// a loaded machine, /dev/shm short); that is the host's hiccup, not
+	// the page's, so a failed start is tried once more, afresh.
+	var err error
+	for range 2 {
+		var b *Browser
+		if b, err = start(t, bin, width, height); err == nil {
+			return b
+		}
+		t.Logf("start %s: %v", bin, err)
+	}
+	t.Fatalf("start %s: %v", bin, err)
+	return nil
+}
+
+// start launches one browser and opens a blank page in it.
+func start(t testing.TB, bin string, width, height int) (*Browser, error) {
 	// The flags keep Chromium off the network: this machine's is closed,
 	// and a test must not depend on Google's hosts.
 	opts := []chromedp.ExecAllocatorOption{
@@ -71,6 +88,7 @@ func Start(t testing.TB, width, height int) *Browser {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-dev-shm-usage", true), // containers give /dev/shm 64 MB
 		chromedp.Flag("hide-scrollbars", true),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -82,10 +100,10 @@ func Start(t testing.TB, width, height int) *Browser {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		cancel()
 		cancelAlloc()
-		t.Fatalf("start %s: %v", bin, err)
+		return nil, err
 	}
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	return b
+	return b, nil
 }
 
 func (b *Browser) listen(ev any) {
