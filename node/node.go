@@ -385,7 +385,7 @@ const otlpCloseTimeout = 2 * time.Second
 // transport is the HTTP transport a test's share uses on this node: every
 // address it dials passes the node's target policy first, and the node's
 // simulated latency, if any, is added to every connection.
-func (n *Node) transport(sc *scenarios.Scenario) *http.Transport {
+func (n *Node) transport(sc *scenarios.Scenario) *scenarios.Transport {
 	tc := scenarios.TransportConfig{HTTP2: sc.HTTP2, Insecure: sc.Insecure, Timeout: sc.Timeout, MaxConns: sc.MaxInFlight, Targets: n.targets}
 	dial := (&net.Dialer{Timeout: sc.Timeout, KeepAlive: 30 * time.Second}).DialContext
 	if n.cfg.SimLatency > 0 || n.cfg.SimJitter > 0 {

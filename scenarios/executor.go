@@ -204,6 +204,18 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		defer t.CloseIdleConnections()
 		rt = t
 	}
+	if t, ok := rt.(*Transport); ok && sc.Steps[0].staticURL != nil {
+		// Open what the first milliseconds need before they come: by the
+		// start time, or for at most warmFor when the run starts now.
+		n := int(math.Ceil(prof.RateAt(0) * warmAhead.Seconds()))
+		deadline := cfg.Start
+		if deadline.IsZero() {
+			deadline = time.Now().Add(warmFor)
+		}
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		t.Warm(wctx, sc.Steps[0].staticURL, max(n, 1))
+		cancel()
+	}
 	start := cfg.Start
 	if start.IsZero() {
 		start = time.Now()
@@ -226,6 +238,9 @@ func Run(ctx context.Context, cfg RunConfig) (*Result, error) {
 		onLate:   cfg.onLate,
 
 		onRequest: cfg.OnRequest,
+	}
+	if t, ok := rt.(*Transport); ok && t.h2 == nil {
+		e.h1 = t
 	}
 	e.weights = sc.cumulativeWeights()
 	e.firstStep = sc.Steps[0].Name
@@ -286,6 +301,7 @@ type arrival struct {
 type executor struct {
 	sc        *Scenario
 	rt        http.RoundTripper
+	h1        *Transport      // rt, when it is our HTTP/1.1 transport: sent to without a context per request
 	ctx       context.Context // requests' parent: outlives the pacer's ctx until the drain
 	rec       *recorder
 	jobs      chan arrival
@@ -311,6 +327,14 @@ type executor struct {
 
 	onRequest func(*RequestEvent)
 }
+
+// A run warms warmAhead's worth of connections at its starting rate (as
+// many as a target answering in that time needs), for at most warmFor
+// when it starts at once.
+const (
+	warmAhead = 20 * time.Millisecond
+	warmFor   = time.Second
+)
 
 // deadlineTick is how often a pacer that waits at a deadline wakes to
 // count the arrivals it has now missed, so that their seconds can be
@@ -488,6 +512,9 @@ type worker struct {
 	ids     idGen
 	trace   [16]byte
 	sampled bool
+	// connWait is how long the request in flight waited for a
+	// connection because the transport's budget was spent.
+	connWait time.Duration
 	// ev is the request in flight, reused for every request: OnRequest
 	// sees it, and its Trace is the request's trace context.
 	ev RequestEvent
@@ -559,9 +586,6 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		w.finish()
 		return now, false
 	}
-	ctx, cancel := context.WithTimeout(w.e.ctx, st.Timeout)
-	defer cancel()
-	req = req.WithContext(ctx)
 	sent := time.Now()
 	resp, req, bytesIn, err := w.roundTrip(st, req)
 	var body []byte

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +118,7 @@ func (w *worker) roundTrip(st *Step, req *http.Request) (*http.Response, *http.R
 				req.AddCookie(c)
 			}
 		}
-		resp, err := w.e.rt.RoundTrip(req)
+		resp, err := w.send(st, req)
 		if err != nil {
 			return resp, req, drained, err
 		}
@@ -167,6 +168,36 @@ func (w *worker) roundTrip(st *Step, req *http.Request) (*http.Response, *http.R
 			nreq.Header.Del("Content-Type")
 			nreq.Header.Del("Content-Length")
 		}
-		req = nreq.WithContext(req.Context())
+		req = nreq
 	}
+}
+
+// send sends one request, bounded by the step's timeout; a wait for a
+// connection (the budget spent) is added to w.connWait.
+func (w *worker) send(st *Step, req *http.Request) (*http.Response, error) {
+	if t := w.e.h1; t != nil {
+		resp, wait, err := t.Do(w.e.ctx, time.Now().Add(st.Timeout), req)
+		w.connWait += wait
+		return resp, err
+	}
+	ctx, cancel := context.WithTimeout(w.e.ctx, st.Timeout)
+	resp, err := w.e.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelBody ends its request's context when it is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }

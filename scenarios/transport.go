@@ -84,7 +84,13 @@ type TransportConfig struct {
 	HTTP2    bool          // speak HTTP/2 (ALPN on TLS, prior knowledge on http)
 	Insecure bool          // skip TLS verification
 	Timeout  time.Duration // dial and TLS handshake bound; default 10s
-	MaxConns int           // idle connections kept per host; default 1000
+	// MaxConns bounds the connections open at once (HTTP/1.1), or those
+	// kept idle per host (HTTP/2); default 1000. The process's
+	// file-descriptor budget bounds it too (FDBudget).
+	MaxConns int
+	// MaxDials bounds the dials in progress at once (HTTP/1.1). Default:
+	// MaxConns/16, at least 16 and at most 1024.
+	MaxDials int
 	// DNSTTL is how long a resolved address is reused. Default 30s.
 	DNSTTL time.Duration
 	// Dial replaces the network dialer (the testnet wraps it to add a
@@ -105,53 +111,52 @@ type TransportConfig struct {
 	lookup func(ctx context.Context, host string) ([]string, error)
 }
 
-// NewTransport builds the executor's http.Transport: kept-alive
-// connections, a DNS cache, no compression (measure what the server sends).
-func NewTransport(cfg TransportConfig) *http.Transport {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = DefaultMaxInFlight
-	}
-	if cfg.DNSTTL <= 0 {
-		cfg.DNSTTL = 30 * time.Second
-	}
+// checkedDial is the transport's dialer: it vets the target (Allow, then
+// Targets on every address the host resolves to) and dials the checked
+// address, with a DNS cache.
+func checkedDial(cfg TransportConfig) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	dial := cfg.Dial
 	if dial == nil {
 		d := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 		dial = d.DialContext
 	}
 	cache := &dnsCache{ttl: cfg.DNSTTL, m: map[string]dnsEntry{}, lookup: cfg.lookup}
-	t := &http.Transport{
-		Proxy: nil, // a load generator must hit the target, not a proxy from the environment
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if cfg.Allow != nil {
-				if err := cfg.Allow(addr); err != nil {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if cfg.Allow != nil {
+			if err := cfg.Allow(addr); err != nil {
+				return nil, err
+			}
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		addrs, next, err := cache.resolve(ctx, host)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Targets != nil {
+			// Every candidate, before any packet: a name with one bad
+			// address is refused whole.
+			pn, _ := strconv.Atoi(port)
+			for _, a := range addrs {
+				if err := cfg.Targets.CheckDial(host, net.IP(a.AsSlice()), pn); err != nil {
 					return nil, err
 				}
 			}
-			host, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, err
-			}
-			addrs, next, err := cache.resolve(ctx, host)
-			if err != nil {
-				return nil, err
-			}
-			if cfg.Targets != nil {
-				// Every candidate, before any packet: a name with one bad
-				// address is refused whole.
-				pn, _ := strconv.Atoi(port)
-				for _, a := range addrs {
-					if err := cfg.Targets.CheckDial(host, net.IP(a.AsSlice()), pn); err != nil {
-						return nil, err
-					}
-				}
-			}
-			return dial(ctx, network, net.JoinHostPort(addrs[next].String(), port))
-		},
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: cfg.Insecure}, //nolint:gosec // opt-in for test targets
+		}
+		return dial(ctx, network, net.JoinHostPort(addrs[next].String(), port))
+	}
+}
+
+// newHTTP2Transport is net/http's transport for HTTP/2 (ALPN on TLS, prior
+// knowledge on http): kept-alive connections, no compression (measure
+// what the server sends), no proxy (a load generator must hit the target).
+func newHTTP2Transport(cfg TransportConfig, dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config) *http.Transport {
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dial,
+		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   cfg.Timeout,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   cfg.MaxConns,
@@ -162,12 +167,8 @@ func NewTransport(cfg TransportConfig) *http.Transport {
 		ReadBufferSize:        4 << 10,
 	}
 	var p http.Protocols
-	if cfg.HTTP2 {
-		p.SetHTTP2(true)
-		p.SetUnencryptedHTTP2(true)
-	} else {
-		p.SetHTTP1(true)
-	}
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
 	t.Protocols = &p
 	return t
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,20 @@ func Main() ExitCode {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ios := IO{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	if path := os.Getenv("SWARM_CPUPROFILE"); path != "" {
+		// For profiling the generator as it really runs (make bench):
+		// a test binary would mix in its in-process target.
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(ios.ErrOut, "error: SWARM_CPUPROFILE:", err)
+			return ExitError
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(ios.ErrOut, "error: SWARM_CPUPROFILE:", err)
+			return ExitError
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	return Execute(ctx, ios, os.Args[1:])
 }
 
@@ -89,7 +104,8 @@ On real hosts: "swarm join" on each (see swarm join --help), then
 
   swarm run --local examples/constant.yaml
 
-Exit codes: 0 passed, 99 a threshold failed, 1 any other error.`,
+Exit codes: 0 passed, 99 a threshold failed, 1 any other error.
+SWARM_CPUPROFILE=FILE writes a Go CPU profile of the command to FILE.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       Version,
