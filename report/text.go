@@ -31,6 +31,9 @@ func WriteText(w io.Writer, r *Report, sc *scenarios.Scenario) error {
 	fmt.Fprintf(w, "\n%s%s — %s, %.0fs%s\n", r.Name, id, r.Target, r.DurationSec, span)
 	fmt.Fprintf(w, "arrivals: target %s/s, achieved %s/s (%d planned, %d started, %d dropped)\n\n",
 		FormatRate(r.Rate.Target), FormatRate(r.Rate.Achieved), r.Planned, r.Arrivals, r.Dropped)
+	if line := ConnLimitedLine(r.ConnLimited); line != "" {
+		fmt.Fprintf(w, "%s\n\n", line)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "step\trequests\terrors\treq/s\tp50\tp90\tp95\tp99\tmax\t")
 	row := func(name string, s storage.Summary) {
@@ -238,4 +241,15 @@ func storySeries(o *Observation) []SUTSeries {
 	}
 	all := append(capacity, other...)
 	return all[:min(len(all), 3)]
+}
+
+// ConnLimitedLine says how a test was held back by its connections, or ""
+// when it was not.
+func ConnLimitedLine(c *storage.ConnLimited) string {
+	if c == nil || c.Waited == 0 {
+		return ""
+	}
+	return fmt.Sprintf("connection-limited: %d requests (%.1f%%) waited for a free connection, %s on average "+
+		"(their latency includes it): a node's connection budget, max_in_flight or its open-files limit, was spent; "+
+		"raise `ulimit -n`, or add nodes", c.Waited, 100*c.Share, FormatMs(c.MeanWaitMs))
 }

@@ -581,12 +581,13 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		// send time of its own.
 		now := time.Now()
 		ev.Class, ev.Sent, ev.End, ev.Latency, ev.Trace = ErrOther, now, now, now.Sub(intended), TraceContext{}
-		rec.done(now, storage.Dim{Step: st.Name, Error: ErrOther}, ev.Latency, 0, 0, 0, 0, ev.Trace)
+		rec.done(now, storage.Dim{Step: st.Name, Error: ErrOther}, ev.Latency, 0, 0, 0, 0, 0, ev.Trace)
 		w.sample(ErrOther, fmt.Sprintf("step %s: %v", st.Name, err))
 		w.finish()
 		return now, false
 	}
 	sent := time.Now()
+	w.connWait = 0
 	resp, req, bytesIn, err := w.roundTrip(st, req)
 	var body []byte
 	if err == nil {
@@ -613,7 +614,7 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 			ev.Status = resp.StatusCode // the body failed
 		}
 		ev.Class = class
-		rec.done(end, storage.Dim{Step: st.Name, Error: class}, ev.Latency, end.Sub(sent), bytesIn, bytesOut, ev.Status, ev.Trace)
+		rec.done(end, storage.Dim{Step: st.Name, Error: class}, ev.Latency, end.Sub(sent)-w.connWait, w.connWait, bytesIn, bytesOut, ev.Status, ev.Trace)
 		w.sample(class, fmt.Sprintf("step %s: %v", st.Name, err))
 		w.finish()
 		return end, false
@@ -636,7 +637,7 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		}
 	}
 	ev.Class = d.Error
-	rec.done(end, d, ev.Latency, end.Sub(sent), bytesIn, bytesOut, ev.Status, ev.Trace)
+	rec.done(end, d, ev.Latency, end.Sub(sent)-w.connWait, w.connWait, bytesIn, bytesOut, ev.Status, ev.Trace)
 	w.finish()
 	return end, d.Error == ""
 }
@@ -896,7 +897,7 @@ func (r *recorder) missed(sec int64, step string, n int64) {
 
 // done records one finished request; a traced one (tc not zero) is offered
 // as an exemplar of its second.
-func (r *recorder) done(now time.Time, d storage.Dim, latency, service time.Duration, in, out int64, status int, tc TraceContext) {
+func (r *recorder) done(now time.Time, d storage.Dim, latency, service, connWait time.Duration, in, out int64, status int, tc TraceContext) {
 	r.mu.Lock()
 	s := r.secondLocked(r.index(now))
 	if !tc.IsZero() {
@@ -909,6 +910,10 @@ func (r *recorder) done(now time.Time, d storage.Dim, latency, service time.Dura
 	}
 	b.BytesIn += in
 	b.BytesOut += out
+	if connWait > 0 {
+		b.ConnWaits++
+		b.ConnWaitNs += int64(connWait)
+	}
 	if b.Latency == nil {
 		b.Latency, b.Service = storage.NewHistogram(), storage.NewHistogram()
 	}

@@ -7,7 +7,13 @@
 #   2. rate accuracy at 1k, 10k and 30k req/s (ours and vegeta; wrk has no
 #      rate control), as the server saw it: (n-1)/(last-first);
 #   3. memory: bytes per in-flight request at 10,000 in flight (peak RSS of
-#      a run whose requests the server holds 2 s, minus an idle run's).
+#      a run whose requests the server holds 2 s, minus an idle run's);
+#   4. 10k in flight: 10,000/s against a target that holds each request
+#      1 s (ours, wrk -c10000, vegeta): arrivals started on schedule, p50
+#      against 1 s, errors, bytes of RSS per request in flight;
+#   5. cold start: 10,000/s against a 5 ms target from the first
+#      millisecond (ours, vegeta): the first second's rate and its p99
+#      against the median p99 of the later seconds.
 #
 # Settings (environment):
 #   BENCH_SECONDS       duration of each max-rate run (default 10)
@@ -15,7 +21,9 @@
 #   BENCH_CONNS         connections / in-flight cap at max rate (default 64)
 #   BENCH_RATES         target rates for accuracy (default "1000 10000 30000")
 #   BENCH_HOLD_INFLIGHT in-flight requests for the memory run (default 10000)
-#   BENCH_SKIP          sections to skip, any of "max rate memory"
+#   BENCH_INFLIGHT_SECONDS duration of the 10k-in-flight runs (default 60)
+#   BENCH_COLD_SECONDS  duration of the cold-start runs (default 10)
+#   BENCH_SKIP          sections to skip, any of "max rate tracing memory inflight cold"
 #
 # Output: a table on stdout, and scripts/bench-out/results.json (plus a
 # time-stamped copy). The generator is pinned to CPU 0 and the server to
@@ -30,6 +38,8 @@ CONNS=${BENCH_CONNS:-64}
 RATES=${BENCH_RATES:-"1000 10000 30000"}
 HOLD_INFLIGHT=${BENCH_HOLD_INFLIGHT:-10000}
 HOLD_MS=2000
+INFLIGHT_SECS=${BENCH_INFLIGHT_SECONDS:-60}
+COLD_SECS=${BENCH_COLD_SECONDS:-10}
 SKIP=${BENCH_SKIP:-}
 VEGETA_VERSION=v12.13.0
 
@@ -43,6 +53,8 @@ isnum() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -gt 0 ]; }
 isnum "$SECS" || die "BENCH_SECONDS must be a positive integer, not '$SECS'"
 isnum "$RATE_SECS" || die "BENCH_RATE_SECONDS must be a positive integer, not '$RATE_SECS'"
 isnum "$CONNS" || die "BENCH_CONNS must be a positive integer, not '$CONNS'"
+isnum "$INFLIGHT_SECS" || die "BENCH_INFLIGHT_SECONDS must be a positive integer, not '$INFLIGHT_SECS'"
+isnum "$COLD_SECS" || die "BENCH_COLD_SECONDS must be a positive integer, not '$COLD_SECS'"
 isnum "$HOLD_INFLIGHT" || die "BENCH_HOLD_INFLIGHT must be a positive integer, not '$HOLD_INFLIGHT'"
 for r in $RATES; do isnum "$r" || die "BENCH_RATES: '$r' is not a positive integer"; done
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
@@ -409,6 +421,89 @@ if ! skip memory; then
 fi
 
 # ---------------------------------------------------------------- results
+if ! skip inflight; then
+  if [ "$NOFILE" -lt 12000 ]; then
+    note "inflight: skipped, the open files limit ($NOFILE) is below 12000"
+  else
+    echo "4. 10k in flight: /hold?ms=1000 at 10000/s for ${INFLIGHT_SECS}s"
+    LIMIT=$((INFLIGHT_SECS + 90))
+    echo "GET http://$ADDR/hold?ms=1000" >"$RUN/targets-1s.txt"
+    scenario scripts/bench/inflight.yaml "$RUN/inflight.yaml" "duration=${INFLIGHT_SECS}s"
+    scenario scripts/bench/hold-idle.yaml "$RUN/inflight-idle.yaml" "duration=4s"
+    POLL_HWM=1
+    echo "   ours:   baseline (5/s), then swarm run --local (max_in_flight 20000)"
+    measure ours-inflight-idle "$LIMIT" "$BIN/swarm" run --local --json -q --target "http://$ADDR" "$RUN/inflight-idle.yaml"
+    measure ours-inflight "$LIMIT" "$BIN/swarm" run --local --json -q --target "http://$ADDR" "$RUN/inflight.yaml"
+    echo "   wrk:    wrk -t1 -c10000 --latency --timeout 10s"
+    measure wrk-inflight "$LIMIT" wrk -t1 -c10000 -d"${INFLIGHT_SECS}s" --latency --timeout 10s "http://$ADDR/hold?ms=1000"
+    echo "   vegeta: -rate=10000 -max-workers=20000"
+    measure vegeta-inflight "$LIMIT" "$BIN/vegeta" attack -targets="$RUN/targets-1s.txt" -rate=10000 \
+      -max-workers=20000 -duration="${INFLIGHT_SECS}s" -timeout=10s -output="$RUN/vegeta-inflight.bin"
+    POLL_HWM=0
+    "$BIN/vegeta" report -type=json "$RUN/vegeta-inflight.bin" >"$RUN/vegeta-inflight.report" || die "vegeta report failed"
+    rm -f "$RUN/vegeta-inflight.bin"
+    read -r ihwm _ <"$RUN/ours-inflight-idle.hwm" || true
+    for tool in ours wrk vegeta; do
+      read -r hwm socks <"$RUN/$tool-inflight.hwm" || true
+      case $tool in
+        ours) rep=$(jq -c '{requests, errors, dropped, planned, started: .arrivals, errors_by_class,
+                p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99}' "$RUN/ours-inflight.out") ;;
+        vegeta) rep=$(jq -c --arg s "$INFLIGHT_SECS" '{requests, errors: (.requests - (.requests * .success | round)),
+                dropped: null, planned: (10000 * ($s|tonumber)), started: .requests, errors_by_class: .errors,
+                p50_ms: (.latencies["50th"] / 1e6), p99_ms: (.latencies["99th"] / 1e6)}' "$RUN/vegeta-inflight.report") ;;
+        wrk) req=$(awk '/requests in/ {print $1}' "$RUN/wrk-inflight.out")
+             ms() { awk -v k="$1" '$1 == k {v=$2; if (v ~ /ms$/) {sub(/ms/,"",v); print v} else if (v ~ /us$/) {sub(/us/,"",v); print v/1000} else {sub(/s/,"",v); print v*1000}}' "$RUN/wrk-inflight.out"; }
+             err=$(awk '/Non-2xx/ {n+=$NF} /Socket errors/ {gsub(/,/,""); n+=$4+$6+$8+$10} END {print n+0}' "$RUN/wrk-inflight.out")
+             rep=$(jq -n -c --arg r "${req:-0}" --arg e "$err" --arg p50 "$(ms 50%)" --arg p99 "$(ms 99%)" \
+               '{requests: ($r|tonumber), errors: ($e|tonumber), dropped: null, planned: null, started: null,
+                 errors_by_class: null, p50_ms: ($p50|tonumber? // null), p99_ms: ($p99|tonumber? // null)}') ;;
+      esac
+      common_args "$tool-inflight"
+      row "${CARGS[@]}" --arg hwm "${hwm:-0}" --arg socks "${socks:-0}" --arg ihwm "${ihwm:-0}" \
+        --arg tool "$tool" --argjson rep "$rep" --arg secs "$INFLIGHT_SECS" \
+        "$JQDEFS"'srv + cpu + $rep | {section: "inflight", tool: $tool, seconds: ($secs|tonumber),
+           in_flight: ($socks|tonumber), server_in_flight: .server_max_in_flight, server_requests,
+           requests, errors, dropped, planned, started, errors_by_class, p50_ms, p99_ms,
+           peak_rss_kb: ($hwm|tonumber), idle_rss_kb: ($ihwm|tonumber), cpu_s, other_cores}
+         | .on_schedule = (if .planned then .started / .planned else null end)
+         | .p50_over_1s = (if .p50_ms then .p50_ms / 1000 else null end)
+         | .bytes_per_in_flight = (if .in_flight > 0 then (.peak_rss_kb - (if $tool == "ours" then .idle_rss_kb else 0 end)) * 1024 / .in_flight else null end)'
+    done
+    echo
+  fi
+fi
+
+if ! skip cold; then
+  echo "5. cold start: /hold?ms=5 at 10000/s for ${COLD_SECS}s from the first millisecond"
+  LIMIT=$((COLD_SECS + 60))
+  echo "GET http://$ADDR/hold?ms=5" >"$RUN/targets-5ms.txt"
+  scenario scripts/bench/cold.yaml "$RUN/cold.yaml" "duration=${COLD_SECS}s"
+  echo "   ours:   swarm run --local (max_in_flight 1000)"
+  measure ours-cold "$LIMIT" "$BIN/swarm" run --local --json -q --target "http://$ADDR" "$RUN/cold.yaml"
+  echo "   vegeta: -rate=10000 -max-workers=1000"
+  measure vegeta-cold "$LIMIT" "$BIN/vegeta" attack -targets="$RUN/targets-5ms.txt" -rate=10000 \
+    -max-workers=1000 -duration="${COLD_SECS}s" -timeout=10s -output="$RUN/vegeta-cold.bin"
+  # vegeta's per-second p99 and count, by when each request was sent.
+  "$BIN/vegeta" encode -to csv "$RUN/vegeta-cold.bin" | sort -t, -k1,1n |
+    awk -F, 'NR == 1 {t0 = $1} {s = int(($1 - t0) / 1e9); print s, $3 / 1e6}' |
+    sort -k1,1n -k2,2n | awk '{n[$1]++; v[$1, n[$1]] = $2} END {
+      for (s in n) { i = int(n[s] * 0.99); if (i < 1) i = 1; printf "{\"t\":%d,\"achieved\":%d,\"p99_ms\":%s}\n", s, n[s], v[s, i] } }' |
+    jq -s 'sort_by(.t)' >"$RUN/vegeta-cold.series"
+  rm -f "$RUN/vegeta-cold.bin"
+  for tool in ours vegeta; do
+    if [ $tool = ours ]; then series=$(jq -c '[.series[] | {t, achieved, p99_ms}]' "$RUN/ours-cold.out")
+    else series=$(cat "$RUN/vegeta-cold.series"); fi
+    common_args "$tool-cold"
+    row "${CARGS[@]}" --arg tool "$tool" --argjson series "$series" --arg secs "$COLD_SECS" \
+      "$JQDEFS"'($series | map(select(.t >= 1 and .t < ($secs|tonumber))) | map(.p99_ms) | sort) as $steady |
+        {section: "cold", tool: $tool, seconds: ($secs|tonumber),
+         first_second: $series[0].achieved, first_second_ratio: ($series[0].achieved / 10000),
+         first_p99_ms: $series[0].p99_ms, steady_p99_ms: $steady[($steady | length) / 2 | floor]}
+        | .p99_over_steady = (if .steady_p99_ms > 0 then .first_p99_ms / .steady_p99_ms else null end)'
+  done
+  echo
+fi
+
 ls "$RUN"/row-*.json >/dev/null 2>&1 || die "no results (every section skipped?)"
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpus "$(nproc --all)" --arg kernel "$(uname -sr)" \
   --arg pinning "$PINNING" --arg load0 "$LOAD0" --arg load1 "$(cut -d" " -f1-3 /proc/loadavg)" --arg secs "$SECS" --arg rsecs "$RATE_SECS" --arg conns "$CONNS" \
@@ -423,7 +518,9 @@ jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cpus "$(nproc --all)" --
             ours_over_wrk: ratio($m.ours.cpu_per_10k; $m.wrk.cpu_per_10k)},
    rate_accuracy: map(select(.section == "rate")),
    tracing: map(select(.section == "tracing")),
-   memory: map(select(.section == "memory"))}' "$RUN"/row-*.json >"$OUT/results.json" ||
+   memory: map(select(.section == "memory")),
+   inflight: map(select(.section == "inflight")),
+   cold: map(select(.section == "cold"))}' "$RUN"/row-*.json >"$OUT/results.json" ||
   die "cannot assemble results.json"
 cp "$OUT/results.json" "$OUT/results-$(date -u +%Y%m%dT%H%M%SZ).json"
 
@@ -483,3 +580,30 @@ if [ "$(jq '.memory | length' "$R")" -gt 0 ]; then
   echo
 fi
 echo "results: scripts/bench-out/results.json"
+
+if [ "$(jq '.inflight | length' "$R")" -gt 0 ]; then
+  echo "== 10k in flight (server holds each request 1 s; 10000/s; ${INFLIGHT_SECS}s)"
+  printf '%-7s %9s %9s %9s %8s %8s %8s %9s %10s %6s\n' tool requests on_sched p50_ms p50/1s p99_ms errors in_flight bytes/req cpu_s
+  jq -r '.inflight[] | [.tool, .requests, (if .on_schedule then (.on_schedule*10000|round/100|tostring)+"%" else "-" end),
+      (.p50_ms // "-"), (if .p50_over_1s then (.p50_over_1s*1000|round/1000) else "-" end), (.p99_ms // "-"), .errors,
+      .in_flight, (.bytes_per_in_flight // 0 | round), (.cpu_s*100|round/100)] | @tsv' "$R" |
+    while IFS=$'\t' read -r t n o p5 pr p9 e f b c; do
+      printf '%-7s %9s %9s %9s %8s %8s %8s %9s %10s %6s\n' "$t" "$n" "$o" "$p5" "$pr" "$p9" "$e" "$f" "$b" "$c"
+    done
+  echo "(on_sched: arrivals started / planned (wrk has no schedule); in_flight: peak open sockets; bytes/req:"
+  echo " peak VmHWM (ours: minus a 5/s run's) / in_flight)"
+  echo
+fi
+
+if [ "$(jq '.cold | length' "$R")" -gt 0 ]; then
+  echo "== Cold start (10000/s against a 5 ms target, ${COLD_SECS}s)"
+  printf '%-7s %12s %8s %13s %14s %10s\n' tool first_second ratio first_p99_ms steady_p99_ms p99_ratio
+  jq -r '.cold[] | [.tool, .first_second, (.first_second_ratio*1000|round/1000), .first_p99_ms, .steady_p99_ms,
+      (.p99_over_steady // 0 | .*100|round/100)] | @tsv' "$R" |
+    while IFS=$'\t' read -r t f r p s q; do
+      printf '%-7s %12s %8s %13s %14s %10s\n' "$t" "$f" "$r" "$p" "$s" "$q"
+    done
+  echo "(first_second: requests achieved in second 0 (ours: arrivals started; vegeta: requests sent);"
+  echo " steady: the median of the later seconds' p99)"
+  echo
+fi

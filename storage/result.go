@@ -39,6 +39,12 @@ type Counters struct {
 	Errors   int64 // of Requests, those with an error class
 	BytesIn  int64 // response bytes received
 	BytesOut int64 // request bytes sent
+	// ConnWaits counts the requests of Requests that waited for a free
+	// connection because the node's connection budget (max_in_flight,
+	// or its file descriptors) was spent; ConnWaitNs is their total wait.
+	// Nonzero means the test was connection-limited on that node.
+	ConnWaits  int64
+	ConnWaitNs int64
 }
 
 // Add adds o to c, field by field. It does not check for overflow; merges
@@ -51,6 +57,8 @@ func (c *Counters) Add(o Counters) {
 	c.Errors += o.Errors
 	c.BytesIn += o.BytesIn
 	c.BytesOut += o.BytesOut
+	c.ConnWaits += o.ConnWaits
+	c.ConnWaitNs += o.ConnWaitNs
 }
 
 // addOverflows reports whether a+b overflows an int64.
@@ -64,7 +72,8 @@ func (c Counters) checkAdd(o Counters) error {
 	if addOverflows(c.Planned, o.Planned) || addOverflows(c.Arrivals, o.Arrivals) ||
 		addOverflows(c.Dropped, o.Dropped) || addOverflows(c.Requests, o.Requests) ||
 		addOverflows(c.Errors, o.Errors) || addOverflows(c.BytesIn, o.BytesIn) ||
-		addOverflows(c.BytesOut, o.BytesOut) {
+		addOverflows(c.BytesOut, o.BytesOut) || addOverflows(c.ConnWaits, o.ConnWaits) ||
+		addOverflows(c.ConnWaitNs, o.ConnWaitNs) {
 		return errors.New("counters would overflow")
 	}
 	return nil

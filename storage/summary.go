@@ -19,6 +19,18 @@ type Summary struct {
 	Rate          Rate             `json:"rate"`
 	Latency       Latency          `json:"latency_ms"`
 	Service       Latency          `json:"service_ms"`
+	// ConnLimited is set when requests waited for a free connection
+	// because a node's connection budget was spent.
+	ConnLimited *ConnLimited `json:"connection_limited,omitempty"`
+}
+
+// ConnLimited says how much a test was held back by its connections: the
+// requests that waited for one (their latency includes the wait, since it
+// counts from the scheduled time) and for how long.
+type ConnLimited struct {
+	Waited     int64   `json:"waited"`       // requests that waited
+	Share      float64 `json:"share"`        // Waited / Requests
+	MeanWaitMs float64 `json:"mean_wait_ms"` // their mean wait
 }
 
 // Rate holds per-second rates over a Summary's DurationSec; 0 when it is 0.
@@ -101,6 +113,12 @@ func (a *accumulator) summary(durationSec float64) Summary {
 	}
 	if s.Requests > 0 {
 		s.ErrorRate = float64(s.Errors) / float64(s.Requests)
+	}
+	if w := a.c.ConnWaits; w > 0 {
+		s.ConnLimited = &ConnLimited{Waited: w, MeanWaitMs: float64(a.c.ConnWaitNs) / float64(w) / 1e6}
+		if s.Requests > 0 {
+			s.ConnLimited.Share = float64(w) / float64(s.Requests)
+		}
 	}
 	if durationSec > 0 {
 		s.Rate = Rate{

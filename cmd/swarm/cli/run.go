@@ -155,6 +155,10 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	if !opts.Quiet {
 		fmt.Fprintf(opts.IO.ErrOut, "running %q against %s: %s, %s arrivals, peak %s/s, max %d in flight\n",
 			sc.Name, sc.Target, sc.Profile.Duration(), sc.Arrivals, fmtRate(peakRate(sc.Profile)), sc.MaxInFlight)
+		if b := scenarios.FDBudget(); sc.MaxInFlight > b && !sc.HTTP2 {
+			fmt.Fprintf(opts.IO.ErrOut, "note: max_in_flight %d is more than the %d connections this process may open "+
+				"(its open-files limit, `ulimit -n`): requests beyond wait for a free connection\n", sc.MaxInFlight, b)
+		}
 	}
 	live := &liveView{sc: sc, w: opts.IO.ErrOut, quiet: opts.Quiet, cancel: cancel}
 	res, err := scenarios.Run(ctx, scenarios.RunConfig{Scenario: sc, OnSecond: live.second})
@@ -171,6 +175,9 @@ func runLocal(ctx context.Context, opts *RunOptions, sc *scenarios.Scenario) err
 	}
 	if err := printReport(opts.IO.Out, opts.JSON, sc, rep); err != nil {
 		return err
+	}
+	if line := report.ConnLimitedLine(rep.ConnLimited); line != "" && opts.JSON && !opts.Quiet {
+		fmt.Fprintln(opts.IO.ErrOut, line) // the JSON has it too; a person reads this
 	}
 	if err := opts.Outputs.write(rep, rep); err != nil {
 		return err
