@@ -598,7 +598,7 @@ func (t *Transport) exchange(ctx context.Context, deadline time.Time, c *conn, r
 	c.nread = 0
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(c.nc)
-	err := req.Write(bw)
+	err := writeRequest(bw, req)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -624,7 +624,7 @@ func (t *Transport) exchange(ctx context.Context, deadline time.Time, c *conn, r
 	br.Reset(c)
 	c.br = br
 	for {
-		resp, err := http.ReadResponse(br, req)
+		resp, err := readResponse(br, req)
 		if err != nil {
 			c.unwatch()
 			c.releaseReader()
