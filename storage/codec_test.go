@@ -268,14 +268,16 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	t.Run("too many buckets in all", func(t *testing.T) {
 		// The limit is shared by the seconds of a series; try a small one.
-		w := &wireSecondIn{T: 4, Buckets: marshal(t, many[:10])}
+		w := marshal(t, wireSecondOut{T: 4, Buckets: many[:10]})
 		budget := 25
 		for range 2 {
-			if _, err := secondFromWire(w, &budget); err != nil {
+			r := reader{w}
+			if _, err := r.second(-1, &budget); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := secondFromWire(w, &budget); err == nil || !strings.Contains(err.Error(), "buckets in all") {
+		r := reader{w}
+		if _, err := r.second(-1, &budget); err == nil || !strings.Contains(err.Error(), "buckets in all") {
 			t.Errorf("error %v, want one about buckets in all", err)
 		}
 	})

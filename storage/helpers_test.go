@@ -143,9 +143,8 @@ func (h *Histogram) forEachCount(fn func(idx int32, count int64)) {
 			}
 		}
 	case h.sparse != nil:
-		h.sparse.ForEachBucket(func(value, count int64) bool {
-			fn(indexOf(value), count)
-			return true
-		})
+		for i, idx := range h.sparse.idx {
+			fn(int32(idx), h.sparse.at(i))
+		}
 	}
 }

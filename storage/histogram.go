@@ -71,15 +71,17 @@ var ourParams = histParams{HistLowestMicros, HistHighestMicros, HistSigFigs}
 // fixed array of about 17k counts, 139 KB) so that Record is a few
 // instructions and never allocates: use it to record. Histograms that this
 // package copies into a Second or Series that had none (Series.Add,
-// Series.Merge, Second.Merge) and histograms it decodes are sparse (about 5
-// bytes per non-zero count), so that a test's results fit in memory. Both
-// give the same answers, merge with each other exactly, and encode the same.
+// Series.Merge, Second.Merge) and histograms it decodes are sparse (about 4
+// bytes per non-zero count, see counts), so that a test's results fit in
+// memory. Both give the same answers, merge with each other exactly, and
+// encode the same. (A dense histogram with other parameters, which only
+// tests make, stays dense when copied.)
 //
 // The zero value is an empty histogram; its first Record allocates a dense
 // array. A Histogram is not safe for concurrent use.
 type Histogram struct {
-	dense   *hdr.Histogram       // nil unless dense
-	sparse  *hdr.PackedHistogram // nil unless sparse
+	dense   *hdr.Histogram // nil unless dense
+	sparse  *counts        // nil unless sparse
 	clamped int64
 }
 
@@ -96,13 +98,10 @@ func newHistogramWith(lowest, highest int64, sigFigs int) *Histogram {
 }
 
 func (h *Histogram) params() histParams {
-	switch {
-	case h.dense != nil:
+	if h.dense != nil {
 		return histParams{h.dense.LowestTrackableValue(), h.dense.HighestTrackableValue(), h.dense.SignificantFigures()}
-	case h.sparse != nil:
-		return histParams{h.sparse.LowestTrackableValue(), h.sparse.HighestTrackableValue(), h.sparse.SignificantFigures()}
 	}
-	return ourParams
+	return ourParams // counts hold nothing else
 }
 
 // Record records one duration. A duration under 1 µs records 1 µs; one over
@@ -122,7 +121,10 @@ func (h *Histogram) Record(d time.Duration) {
 	case h.dense != nil:
 		err = h.dense.RecordValue(v)
 	case h.sparse != nil:
-		err = h.sparse.RecordValue(v)
+		if h.sparse.total == math.MaxInt64 {
+			return // as the library refuses a value past the total
+		}
+		h.sparse.add(indexOf(v), 1)
 	default:
 		h.dense = hdr.New(HistLowestMicros, HistHighestMicros, HistSigFigs)
 		err = h.dense.RecordValue(v)
@@ -143,7 +145,7 @@ func (h *Histogram) Count() int64 {
 	case h.dense != nil:
 		return h.dense.TotalCount()
 	case h.sparse != nil:
-		return h.sparse.TotalCount()
+		return h.sparse.total
 	}
 	return 0
 }
@@ -169,7 +171,7 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.dense != nil {
 		return micros(h.dense.ValueAtQuantile(q * 100))
 	}
-	return micros(h.sparse.ValueAtPercentile(q * 100))
+	return micros(h.sparse.packed().ValueAtPercentile(q * 100))
 }
 
 // Max returns the largest recorded duration, within the histogram's
@@ -181,7 +183,7 @@ func (h *Histogram) Max() time.Duration {
 	case h.dense != nil:
 		return micros(h.dense.Max())
 	}
-	return micros(h.sparse.Max())
+	return micros(h.sparse.packed().Max())
 }
 
 // Min returns the smallest recorded duration, within the histogram's
@@ -193,7 +195,7 @@ func (h *Histogram) Min() time.Duration {
 	case h.dense != nil:
 		return micros(h.dense.Min())
 	}
-	return micros(h.sparse.Min())
+	return micros(h.sparse.packed().Min())
 }
 
 // Mean returns the mean of the recorded durations, within the histogram's
@@ -206,7 +208,7 @@ func (h *Histogram) Mean() time.Duration {
 	case h.dense != nil:
 		m = h.dense.Mean()
 	default:
-		m = h.sparse.Mean()
+		m = h.sparse.packed().Mean()
 	}
 	return time.Duration(math.Round(m * float64(time.Microsecond)))
 }
@@ -245,13 +247,11 @@ func (h *Histogram) Merge(o *Histogram) error {
 	case h.dense != nil && o.dense != nil:
 		dropped = h.dense.Merge(o.dense)
 	case h.dense != nil:
-		dropped = o.sparse.MergeInto(h.dense)
+		dropped = o.sparse.mergeInto(h.dense)
 	case h.sparse != nil && o.dense != nil:
-		// Inserting the dense counts one by one would shift h's for each;
-		// a sparse copy merges in one linear pass.
-		dropped = h.sparse.Merge(o.compactClone().sparse)
+		h.sparse.merge(countsOfDense(o.dense))
 	case h.sparse != nil:
-		dropped = h.sparse.Merge(o.sparse)
+		h.sparse.merge(o.sparse)
 	default: // h is the zero value
 		*h = *o.compactClone()
 		return nil
@@ -271,22 +271,22 @@ func (h *Histogram) Clone() *Histogram {
 	case h.dense != nil:
 		c.dense = h.dense.Clone()
 	case h.sparse != nil:
-		c.sparse = h.sparse.Clone()
+		c.sparse = h.sparse.clone()
 	}
 	return c
 }
 
-// compactClone returns an independent sparse copy of h, sized to fit.
+// compactClone returns an independent sparse copy of h, sized to fit (a
+// dense one for other parameters, which counts cannot hold).
 func (h *Histogram) compactClone() *Histogram {
 	c := &Histogram{clamped: h.clamped}
 	switch {
+	case h.dense != nil && h.params() != ourParams:
+		c.dense = h.dense.Clone()
 	case h.dense != nil:
-		p := h.params()
-		c.sparse = hdr.NewPacked(p.lowest, p.highest, int(p.sigFigs))
-		c.sparse.MergeFrom(h.dense)
-		c.sparse.Compact()
+		c.sparse = countsOfDense(h.dense)
 	case h.sparse != nil:
-		c.sparse = h.sparse.Clone()
+		c.sparse = h.sparse.clone()
 	}
 	return c
 }
@@ -305,7 +305,7 @@ func (h *Histogram) Reset() {
 	case h.dense != nil:
 		h.dense.Reset()
 	case h.sparse != nil:
-		h.sparse.Reset()
+		h.sparse.reset()
 	}
 	h.clamped = 0
 }

@@ -22,6 +22,9 @@ func TestGeometryMatchesHDR(t *testing.T) {
 	if maxIndex != 17191 {
 		t.Errorf("maxIndex = %d, want 17191", maxIndex)
 	}
+	if n := len(ref.Export().Counts); denseLen != n {
+		t.Errorf("denseLen = %d, want %d", denseLen, n)
+	}
 	p := hdr.NewPacked(HistLowestMicros, HistHighestMicros, HistSigFigs)
 	for idx := int32(0); idx <= maxIndex; idx++ {
 		v := valueOf(idx)

@@ -68,7 +68,7 @@ func latencyOf(h *Histogram) Latency {
 type accumulator struct {
 	c                Counters
 	byClass, status  map[string]int64
-	latency, service *Histogram // dense, allocated on first use
+	latency, service tally
 }
 
 func newAccumulator() *accumulator {
@@ -83,22 +83,8 @@ func (a *accumulator) add(d Dim, b *Bucket) {
 	if d.Status != "" && b.Requests != 0 {
 		a.status[d.Status] += b.Requests
 	}
-	a.latency = accumulate(a.latency, b.Latency)
-	a.service = accumulate(a.service, b.Service)
-}
-
-// accumulate merges o into a dense acc. The error is ignored: every
-// histogram this package makes or decodes has the same parameters, and
-// counts that overflow an int64 are not reachable in a test.
-func accumulate(acc, o *Histogram) *Histogram {
-	if o == nil || o.Count() == 0 {
-		return acc
-	}
-	if acc == nil {
-		acc = NewHistogram()
-	}
-	_ = acc.Merge(o)
-	return acc
+	a.latency.add(b.Latency)
+	a.service.add(b.Service)
 }
 
 func (a *accumulator) summary(durationSec float64) Summary {
@@ -108,8 +94,8 @@ func (a *accumulator) summary(durationSec float64) Summary {
 		ErrorsByClass: a.byClass, StatusClasses: a.status,
 		BytesIn: a.c.BytesIn, BytesOut: a.c.BytesOut,
 		DurationSec: durationSec,
-		Latency:     latencyOf(a.latency),
-		Service:     latencyOf(a.service),
+		Latency:     latencyOf(a.latency.histogram()),
+		Service:     latencyOf(a.service.histogram()),
 	}
 	if s.Requests > 0 {
 		s.ErrorRate = float64(s.Errors) / float64(s.Requests)
