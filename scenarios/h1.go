@@ -57,6 +57,8 @@ type Transport struct {
 	nwait   int // requests waiting, all pools
 	closed  bool
 
+	dials chan *pool // to idle dialers
+
 	peak    atomic.Int64 // the most connections open at once
 	limited atomic.Int64 // requests that waited because the budget was spent
 }
@@ -147,6 +149,7 @@ func NewTransport(cfg TransportConfig) *Transport {
 		maxConns:    min(cfg.MaxConns, FDBudget()),
 		maxDials:    maxDials,
 		pools:       map[poolKey]*pool{},
+		dials:       make(chan *pool),
 	}
 }
 
@@ -409,10 +412,33 @@ func (t *Transport) wakeLocked() {
 			if int64(t.open) > t.peak.Load() {
 				t.peak.Store(int64(t.open))
 			}
-			go t.dialFor(p)
+			select {
+			case t.dials <- p: // an idle dialer takes it
+			default:
+				go t.dialer(p)
+			}
 		}
 	}
 }
+
+// dialer dials for pools until it has been idle for a while. Dialers are
+// reused, as workers are: a new goroutine per dial would grow a new stack
+// for each of the thousands a ramp opens.
+func (t *Transport) dialer(p *pool) {
+	idle := time.NewTimer(dialerIdle)
+	defer idle.Stop()
+	for {
+		t.dialFor(p)
+		idle.Reset(dialerIdle)
+		select {
+		case p = <-t.dials:
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+const dialerIdle = 2 * time.Second
 
 // dialFor opens a connection to p's target and hands it to its first
 // waiter; a failed dial fails that waiter.
