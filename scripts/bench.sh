@@ -426,6 +426,14 @@ if ! skip inflight; then
     note "inflight: skipped, the open files limit ($NOFILE) is below 12000"
   else
     echo "4. 10k in flight: /hold?ms=1000 at 10000/s for ${INFLIGHT_SECS}s"
+    # The memory runs left thousands of sockets in TIME-WAIT, holding local
+    # ports (one per connection to the server): let them go first, so
+    # that every tool starts with the port range free.
+    for _ in $(seq 70); do
+      tw=$(ss -tan state time-wait 2>/dev/null | wc -l)
+      [ "$tw" -lt 1000 ] && break
+      sleep 1
+    done
     LIMIT=$((INFLIGHT_SECS + 90))
     echo "GET http://$ADDR/hold?ms=1000" >"$RUN/targets-1s.txt"
     scenario scripts/bench/inflight.yaml "$RUN/inflight.yaml" "duration=${INFLIGHT_SECS}s"
