@@ -186,6 +186,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // spent (0 when it did not). The response body must be read to its end
 // and closed for the connection to be reused.
 func (t *Transport) RoundTripWait(req *http.Request) (*http.Response, time.Duration, error) {
+	if t.h2 != nil {
+		resp, err := t.h2.RoundTrip(req)
+		return resp, 0, err
+	}
 	ctx := req.Context()
 	deadline, _ := ctx.Deadline()
 	return t.Do(ctx, deadline, req)
@@ -196,13 +200,18 @@ func (t *Transport) RoundTripWait(req *http.Request) (*http.Response, time.Durat
 // their run's, and need no context of their own.
 func (t *Transport) Do(ctx context.Context, deadline time.Time, req *http.Request) (*http.Response, time.Duration, error) {
 	if t.h2 != nil {
+		cancel := context.CancelFunc(func() {})
 		if !deadline.IsZero() {
-			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
 		}
 		resp, err := t.h2.RoundTrip(req.WithContext(ctx))
-		return resp, 0, err
+		if err != nil {
+			cancel()
+			return nil, 0, err
+		}
+		// The deadline bounds the body too: it ends when the body is closed.
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+		return resp, 0, nil
 	}
 	u := req.URL
 	if u == nil || u.Host == "" {

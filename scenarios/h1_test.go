@@ -267,3 +267,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// HTTP/2 goes through net/http's transport; a client with a timeout (its
+// requests carry a deadline) reads whole bodies, through RoundTrip and
+// through Do.
+func TestTransportHTTP2(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s", r.Proto, strings.Repeat("x", 100_000))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	tr := NewTransport(TransportConfig{HTTP2: true, Insecure: true})
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.HasPrefix(string(b), "HTTP/2.0 ") || len(b) != 100_009 {
+		t.Fatalf("RoundTrip: %d bytes %.12q, %v", len(b), b, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, _, err = tr.Do(context.Background(), time.Now().Add(5*time.Second), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(b) != 100_009 {
+		t.Fatalf("Do: %d bytes, %v", len(b), err)
+	}
+}
