@@ -515,6 +515,8 @@ type worker struct {
 	// connWait is how long the request in flight waited for a
 	// connection because the transport's budget was spent.
 	connWait time.Duration
+	// deadline ends the step in flight, redirects included.
+	deadline time.Time
 	// ev is the request in flight, reused for every request: OnRequest
 	// sees it, and its Trace is the request's trace context.
 	ev RequestEvent
@@ -587,7 +589,7 @@ func (w *worker) do(st *Step, intended time.Time) (time.Time, bool) {
 		return now, false
 	}
 	sent := time.Now()
-	w.connWait = 0
+	w.connWait, w.deadline = 0, sent.Add(st.Timeout)
 	resp, req, bytesIn, err := w.roundTrip(st, req)
 	var body []byte
 	if err == nil {

@@ -118,7 +118,7 @@ func (w *worker) roundTrip(st *Step, req *http.Request) (*http.Response, *http.R
 				req.AddCookie(c)
 			}
 		}
-		resp, err := w.send(st, req)
+		resp, err := w.send(req)
 		if err != nil {
 			return resp, req, drained, err
 		}
@@ -172,15 +172,16 @@ func (w *worker) roundTrip(st *Step, req *http.Request) (*http.Response, *http.R
 	}
 }
 
-// send sends one request, bounded by the step's timeout; a wait for a
+// send sends one request of the step in flight, bounded by the step's
+// deadline (the same for every hop of a redirect chain); a wait for a
 // connection (the budget spent) is added to w.connWait.
-func (w *worker) send(st *Step, req *http.Request) (*http.Response, error) {
+func (w *worker) send(req *http.Request) (*http.Response, error) {
 	if t := w.e.h1; t != nil {
-		resp, wait, err := t.Do(w.e.ctx, time.Now().Add(st.Timeout), req)
+		resp, wait, err := t.Do(w.e.ctx, w.deadline, req)
 		w.connWait += wait
 		return resp, err
 	}
-	ctx, cancel := context.WithTimeout(w.e.ctx, st.Timeout)
+	ctx, cancel := context.WithDeadline(w.e.ctx, w.deadline)
 	resp, err := w.e.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		cancel()
