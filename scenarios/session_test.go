@@ -34,6 +34,12 @@ func shop(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	mux.HandleFunc("/home", needCookie)
 	mux.HandleFunc("/cart", needCookie)
 	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) })
+	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(150 * time.Millisecond) // each hop of /slow/3 -> /slow/2 -> ... -> /slow/0
+		if n := strings.TrimPrefix(r.URL.Path, "/slow/"); n != "0" {
+			http.Redirect(w, r, fmt.Sprintf("/slow/%d", int(n[0]-'1')), http.StatusFound)
+		}
+	})
 	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://10.255.255.1:9/steal", http.StatusFound)
 	})
@@ -86,6 +92,8 @@ func TestSessionRedirectsRefusedAndBounded(t *testing.T) {
 	}{
 		{"  - {name: away, path: /away}\n", ErrPolicy},
 		{"  - {name: loop, path: /loop}\n", ErrOther},
+		// The step's timeout bounds the whole chain: 4 hops of 150 ms.
+		{"  - {name: slow, path: /slow/3, timeout: 400ms}\n", ErrTimeout},
 	} {
 		s, sum := runShop(t, srv, tc.steps)
 		if sum.Requests != 10 || sum.ErrorsByClass[tc.class] != 10 {
